@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/* boxkit shared helpers: cleanup attributes, exit codes, logging, JSON lines,
+ * safe paths, random ids. Functions here never log and never exit: they return
+ * >= 0 on success or -errno, and name a failing path through an out-parameter. */
+#ifndef BOXKIT_COMMON_H
+#define BOXKIT_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* ---- exit codes (never change once shipped) ---- */
+enum {
+	EXIT_OK = 0,
+	EXIT_REFUSED = 1, /* well-formed input that is not allowed or not valid */
+	EXIT_USAGE = 2,   /* bad option, missing argument */
+	EXIT_SYSTEM = 3,  /* a syscall failed, a dependency is missing, no space */
+	EXIT_LAUNCH = 125,  /* vm-launch: the launcher failed */
+	EXIT_NOEXEC = 126,  /* vm-launch: the command cannot be executed */
+	EXIT_NOTFOUND = 127 /* vm-launch: the command was not found */
+};
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+/* ---- cleanup helpers ---- */
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+static inline void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+#define cleanup_free __attribute__((cleanup(freep)))
+#define cleanup_close __attribute__((cleanup(closep)))
+#define cleanup_fclose __attribute__((cleanup(fclosep)))
+
+static inline void *steal_ptr_(void **p)
+{
+	void *r = *p;
+	*p = NULL;
+	return r;
+}
+#define steal_ptr(p) steal_ptr_((void **)&(p))
+static inline int steal_fd(int *fd)
+{
+	int r = *fd;
+	*fd = -1;
+	return r;
+}
+
+/* ---- logging (used by programs, never by the library functions) ---- */
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+void log_init(const char *prog);        /* reads BOXKIT_LOG, BOXKIT_OP_ID */
+void log_set_level(enum log_level lvl); /* -v raises to debug */
+enum log_level log_get_level(void);
+const char *log_prog(void);
+void log_msg(enum log_level lvl, const char *fmt, ...) _printf_(2, 3);
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+/* An error line for a failed syscall; adds the ENOSPC hint line when err is
+ * ENOSPC. Returns EXIT_SYSTEM so callers can `return log_sys(...)`. */
+int log_sys(int err, const char *fmt, ...) _printf_(2, 3);
+/* The one-line hint printed by every tool that fails with ENOSPC. */
+void enospc_hint(void);
+bool is_enospc(int err);
+
+/* ---- home directory ---- */
+/* Resolve the boxkit home: explicit, else $BOXKIT_HOME, else
+ * $XDG_DATA_HOME/boxkit, else $HOME/.local/share/boxkit. Caller frees. */
+int boxkit_home(const char *explicit_home, char **out);
+/* mkdir -p with mode 0700 for each created component; never follows a
+ * symlink for the last component. Returns 0 or -errno, *failed names the
+ * path that failed. */
+int mkdir_p_0700(const char *path, char **failed);
+
+/* ---- safe path resolution ---- */
+/* Open `rel` beneath dirfd without crossing symlinks, magic links or "..":
+ * openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS), with a
+ * component-by-component O_PATH|O_NOFOLLOW fallback where openat2 is missing.
+ * flags are open(2) flags (O_CLOEXEC is always added). Returns fd or -errno. */
+int open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+/* true when `s` is a relative path with no empty, "." or ".." component */
+bool path_is_clean_relative(const char *s);
+
+/* ---- random ids ---- */
+int random_bytes(void *buf, size_t n);
+/* lower-case hex of n random bytes into out (2n+1 bytes) */
+int random_hex(char *out, size_t nbytes);
+/* 26-character Crockford base32 ULID (48-bit ms time + 80 random bits) */
+int ulid_new(char out[27]);
+
+/* ---- JSON lines ---- */
+struct json_object;
+/* Print obj as one compact line (no slash escaping) on f. 0 or -errno. */
+int jsonl_write(FILE *f, struct json_object *obj);
+/* Flush and check stdout at exit (closestream). 0 or -errno. */
+int close_stdout(void);
+static inline void json_putp(struct json_object **o);
+#define cleanup_json __attribute__((cleanup(json_putp)))
+/* Read one line with a hard length limit. Returns length, 0 at EOF, -E2BIG
+ * when the line is longer than max (the rest of the line is consumed). */
+ssize_t read_line_limited(FILE *f, char *buf, size_t max); /* >0 for a line (buf may be empty: a blank line) */
+
+#include <json-c/json.h>
+static inline void json_putp(struct json_object **o)
+{
+	if (*o)
+		json_object_put(*o);
+}
+
+/* ---- atomic file install ---- */
+/* Write data to dirfd/name atomically: temp file in the same directory,
+ * write, fsync, fchmod(mode), renameat. Unlinks the temp on failure. */
+int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
+
+#endif

@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+#include "common.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+int boxkit_home(const char *explicit_home, char **out)
+{
+	const char *e;
+	char *r = NULL;
+
+	if (explicit_home && *explicit_home)
+		r = strdup(explicit_home);
+	else if ((e = getenv("BOXKIT_HOME")) && *e)
+		r = strdup(e);
+	else if ((e = getenv("XDG_DATA_HOME")) && *e) {
+		if (asprintf(&r, "%s/boxkit", e) < 0)
+			r = NULL;
+	} else if ((e = getenv("HOME")) && *e) {
+		if (asprintf(&r, "%s/.local/share/boxkit", e) < 0)
+			r = NULL;
+	} else
+		return -ENOENT;
+	if (!r)
+		return -ENOMEM;
+	/* strip trailing slashes, keep "/" */
+	for (size_t n = strlen(r); n > 1 && r[n - 1] == '/'; n--)
+		r[n - 1] = '\0';
+	*out = r;
+	return 0;
+}
+
+int mkdir_p_0700(const char *path, char **failed)
+{
+	cleanup_free char *p = strdup(path);
+	struct stat st;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1;; s++) {
+		bool last = (*s == '\0');
+		if (*s != '/' && !last)
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0) {
+			int err = errno;
+			if (err != EEXIST || lstat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
+				/* a symlink to a directory is fine for parents, never for the leaf */
+				if (err == EEXIST && !last && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+					goto next;
+				if (failed)
+					*failed = strdup(p);
+				return err == EEXIST ? -ENOTDIR : -err;
+			}
+		}
+	next:
+		if (last)
+			break;
+		*s = '/';
+	}
+	return 0;
+}
+
+bool path_is_clean_relative(const char *s)
+{
+	if (!s || !*s || *s == '/')
+		return false;
+	for (const char *c = s; *c;) {
+		const char *e = strchrnul(c, '/');
+		size_t n = (size_t)(e - c);
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c = *e ? e + 1 : e;
+		if (*e && !*c)
+			return false; /* trailing slash */
+	}
+	return true;
+}
+
+static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t mode)
+{
+	cleanup_free char *p = strdup(rel);
+	cleanup_close int cur = -1;
+	char *save = NULL, *comp, *next;
+
+	if (!p)
+		return -ENOMEM;
+	if (!path_is_clean_relative(rel))
+		return -EXDEV;
+	cur = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cur < 0)
+		return -errno;
+	comp = strtok_r(p, "/", &save);
+	while (comp) {
+		next = strtok_r(NULL, "/", &save);
+		int fd;
+		if (next)
+			fd = openat(cur, comp, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+		else
+			fd = openat(cur, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd < 0)
+			return errno == ENOTDIR && next ? -ELOOP : -errno;
+		if (!next) {
+			/* O_PATH|O_NOFOLLOW opens the symlink itself: refuse it */
+			struct stat st;
+			if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+				close(fd);
+				return -ELOOP;
+			}
+		}
+		close(cur);
+		cur = fd;
+		comp = next;
+	}
+	return steal_fd(&cur);
+}
+
+int open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd;
+
+	if (!getenv("BOXKIT_NO_OPENAT2")) {
+		fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+		if (fd >= 0) {
+			if ((flags & O_PATH) && (flags & O_NOFOLLOW)) {
+				struct stat st;
+				if (fstat((int)fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+					close((int)fd);
+					return -ELOOP;
+				}
+			}
+			return (int)fd;
+		}
+		if (errno != ENOSYS && errno != EPERM)
+			return -errno;
+	}
+	return open_beneath_fallback(dirfd, rel, flags, mode);
+}
+
+int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+	char tmp[NAME_MAX + 1];
+	char hex[17];
+	cleanup_close int fd = -1;
+	const char *p = data;
+	int r;
+
+	r = random_hex(hex, 8);
+	if (r < 0)
+		return r;
+	if ((size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp-%s", name, hex) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto fail;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) < 0 || fchmod(fd, mode) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	return 0;
+fail:
+	unlinkat(dirfd, tmp, 0);
+	return r;
+}

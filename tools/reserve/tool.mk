@@ -1,0 +1,1 @@
+reserve_PKGS := json-c

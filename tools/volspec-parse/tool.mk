@@ -1,0 +1,1 @@
+volspec-parse_PKGS := json-c
