@@ -1,0 +1,199 @@
+#!/usr/bin/env bats
+# oci-spec: capabilities, the privileged shape and seccomp, proven with runc on
+# this host (crun 1.8 refuses this host's hybrid cgroups; it runs them in the VM).
+load helpers
+
+SCHEMA=/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema
+
+setup() {
+	B=$BATS_TEST_TMPDIR/bundle
+	mkdir -p "$B/rootfs/bin" "$B/rootfs/proc" "$B/rootfs/sys" "$B/rootfs/dev" "$B/rootfs/tmp"
+	cp /bin/busybox "$B/rootfs/bin/"
+	for a in sh cat grep mount echo unshare true head wc; do ln -s busybox "$B/rootfs/bin/$a"; done
+}
+
+validate() { # FILE: against the OCI runtime-spec JSON schema
+	python3 - "$1" <<EOP
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import jsonschema
+s = "$SCHEMA/"
+schema = json.load(open(s + "config-schema.json"))
+resolver = jsonschema.RefResolver("file://" + s, schema)
+jsonschema.validate(json.load(open(sys.argv[1])), schema, resolver=resolver)
+EOP
+}
+
+# in_runc OCI-SPEC-OPTIONS... -- CMD: run CMD under runc with that config
+in_runc() {
+	local id=bk-$RANDOM$RANDOM
+	oci-spec --bundle "$B" "$@"
+	validate "$B/config.json"
+	run --separate-stderr timeout 60 runc run --bundle "$B" "$id"
+	runc delete -f "$id" 2>/dev/null || true
+}
+
+capeff() { grep CapEff <<<"$output" | awk '{print $2}'; }
+
+@test "default config validates against the OCI schema and gives Docker's 14 capabilities" {
+	in_runc -- grep CapEff /proc/self/status
+	assert_eq "$status" 0
+	assert_eq "$(capeff)" 00000000a80425fb CapEff
+	assert_eq "$(jq -r '.process.capabilities.bounding|length' "$B/config.json")" 14
+	assert_eq "$(jq -c '.process.capabilities.inheritable, .process.capabilities.ambient' "$B/config.json" | tr -d '\n')" '[][]'
+}
+
+@test "--cap-drop NET_RAW clears bit 13" {
+	in_runc --cap-drop net_raw -- grep CapEff /proc/self/status
+	assert_eq "$(capeff)" 00000000a80405fb
+}
+
+@test "--cap-drop ALL --cap-add SYS_ADMIN is exactly bit 21" {
+	in_runc --cap-drop ALL --cap-add cap_sys_admin -- grep CapEff /proc/self/status
+	assert_eq "$(capeff)" 0000000000200000
+}
+
+@test "--cap-add ALL lists all 41 names, each once, no CAP_CAP_ (the upstream bug)" {
+	oci-spec --cap-add ALL -- true >"$BATS_TEST_TMPDIR/c.json"
+	validate "$BATS_TEST_TMPDIR/c.json"
+	for set in bounding effective permitted; do
+		assert_eq "$(jq -r ".process.capabilities.$set|length" "$BATS_TEST_TMPDIR/c.json")" 41 "$set"
+		assert_eq "$(jq -r ".process.capabilities.$set|unique|length" "$BATS_TEST_TMPDIR/c.json")" 41 "$set unique"
+	done
+	! grep -q CAP_CAP_ "$BATS_TEST_TMPDIR/c.json"
+	jq -e '.process.capabilities.effective | index("CAP_SYS_ADMIN") and index("CAP_NET_ADMIN") and index("CAP_CHECKPOINT_RESTORE")' "$BATS_TEST_TMPDIR/c.json"
+	# every name is one libcap knows (capsh parses them all)
+	names=$(jq -r '.process.capabilities.bounding|join(",")' "$BATS_TEST_TMPDIR/c.json" | tr A-Z a-z)
+	run -0 capsh --drop="$names" -- -c true
+}
+
+@test "--cap-add ALL --cap-drop SYS_RESOURCE applies under runc: 000001fffeffffff" {
+	# this host's bounding set lacks CAP_SYS_RESOURCE, so plain ALL cannot apply here
+	in_runc --cap-add ALL --cap-drop SYS_RESOURCE -- grep CapEff /proc/self/status
+	assert_eq "$status" 0
+	assert_eq "$(capeff)" 000001fffeffffff
+}
+
+@test "Docker's rules: an add beats a drop of the same name; ALL in the drops keeps only the adds" {
+	oci-spec --cap-drop KILL --cap-add KILL -- true | jq -e '.process.capabilities.effective | index("CAP_KILL")'
+	assert_eq "$(oci-spec --cap-drop all --cap-add net_admin -- true | jq -c .process.capabilities.effective)" '["CAP_NET_ADMIN"]'
+}
+
+@test "with SYS_ADMIN mount -t tmpfs succeeds; without it fails" {
+	in_runc --cap-add SYS_ADMIN -- mount -t tmpfs t /tmp
+	assert_eq "$status" 0
+	in_runc -- mount -t tmpfs t /tmp
+	[ "$status" -ne 0 ]
+	assert_contains "$stderr$output" "permission denied"
+}
+
+@test "privileged shape: writable /proc/sys and cgroups, nothing masked" {
+	in_runc --cap-add ALL --cap-drop SYS_RESOURCE -- sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward && echo FWD-OK; head -c 100 /proc/timer_list | wc -c'
+	assert_eq "$status" 0
+	assert_contains "$output" FWD-OK
+	[ "$(tail -1 <<<"$output")" -gt 0 ]
+	assert_eq "$(jq -c '.linux.maskedPaths, .linux.readonlyPaths' "$B/config.json" | tr -d '\n')" '[][]'
+	assert_eq "$(jq -c '.mounts[]|select(.destination=="/sys/fs/cgroup").options' "$B/config.json")" '["nosuid","noexec","nodev","relatime"]'
+}
+
+@test "default shape: /proc/sys read-only, /proc/timer_list masked, cgroups read-only" {
+	in_runc -- sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward; head -c 100 /proc/timer_list | wc -c'
+	assert_contains "$stderr$output" "Read-only file system"
+	assert_eq "$(tail -1 <<<"$output")" 0 "bytes of the masked /proc/timer_list"
+	jq -e '.linux.maskedPaths | index("/proc/kcore") and index("/sys/firmware") and index("/sys/devices/virtual/powercap")' "$B/config.json"
+	assert_eq "$(jq -r '.linux.maskedPaths|length' "$B/config.json")" 12
+	assert_eq "$(jq -c '.linux.readonlyPaths' "$B/config.json")" '["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]'
+	assert_eq "$(jq -c '.mounts[]|select(.destination=="/sys/fs/cgroup").options' "$B/config.json")" '["nosuid","noexec","nodev","relatime","ro"]'
+}
+
+@test "--privileged: every capability, no seccomp, the privileged shape" {
+	oci-spec --privileged -- true >"$BATS_TEST_TMPDIR/p.json"
+	validate "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$(jq -r '.process.capabilities.effective|length' "$BATS_TEST_TMPDIR/p.json")" 41
+	assert_eq "$(jq -r '.linux.seccomp' "$BATS_TEST_TMPDIR/p.json")" null
+	assert_eq "$(jq -c '.linux.maskedPaths' "$BATS_TEST_TMPDIR/p.json")" '[]'
+}
+
+@test "seccomp default denies unshare with EPERM; unconfined allows it" {
+	in_runc -- unshare -U true
+	[ "$status" -ne 0 ]
+	assert_contains "$stderr$output" "Operation not permitted"
+	in_runc --seccomp unconfined -- unshare -U true
+	assert_eq "$status" 0
+}
+
+@test "seccomp: every syscall name in the profile resolves; SYS_ADMIN relaxes mount" {
+	oci-spec -- true >"$BATS_TEST_TMPDIR/d.json"
+	for n in $(jq -r '.linux.seccomp.syscalls[].names[]' "$BATS_TEST_TMPDIR/d.json"); do
+		r64=$(scmp_sys_resolver -a x86_64 "$n") r32=$(scmp_sys_resolver -a x86 "$n")
+		[ "$r64" -ge 0 ] 2>/dev/null || [ "$r32" -ge 0 ] 2>/dev/null || { echo "unknown syscall $n" >&2; false; }
+	done
+	jq -e '.linux.seccomp.syscalls[0].names | index("mount") and index("kexec_load") and index("keyctl")' "$BATS_TEST_TMPDIR/d.json"
+	oci-spec --cap-add SYS_ADMIN -- true | jq -e '(.linux.seccomp.syscalls[0].names | index("mount")) == null'
+}
+
+@test "--mounts-from turns volspec-parse lines into bind mounts" {
+	H=$BATS_TEST_TMPDIR/home
+	mkdir -p "$H/volumes/named/vv"
+	echo x >"$H/volumes/named/vv/f"
+	volspec-parse --home "$H" myvol:/data:ro /scratch src=vv,dst=/etc/app.conf,volume-subpath=f >"$BATS_TEST_TMPDIR/v.jsonl"
+	oci-spec --mounts-from "$BATS_TEST_TMPDIR/v.jsonl" -- true >"$BATS_TEST_TMPDIR/m.json"
+	validate "$BATS_TEST_TMPDIR/m.json"
+	t1=$(sed -n 1p "$BATS_TEST_TMPDIR/v.jsonl" | jq -r .tag) t3=$(sed -n 3p "$BATS_TEST_TMPDIR/v.jsonl" | jq -r .tag)
+	assert_eq "$(jq -c '.mounts[]|select(.destination=="/data")' "$BATS_TEST_TMPDIR/m.json")" \
+		"{\"destination\":\"/data\",\"type\":\"bind\",\"source\":\"/run/boxkit/volumes/$t1\",\"options\":[\"rbind\",\"rprivate\",\"nosuid\",\"nodev\",\"ro\"]}"
+	assert_eq "$(jq -c '.mounts[]|select(.destination=="/scratch").options' "$BATS_TEST_TMPDIR/m.json")" '["rbind","rprivate","nosuid","nodev"]'
+	assert_eq "$(jq -r '.mounts[]|select(.destination=="/etc/app.conf").source' "$BATS_TEST_TMPDIR/m.json")" "/run/boxkit/files/$t3"
+	# stdin works too
+	assert_eq "$(oci-spec --mounts-from - -- true <"$BATS_TEST_TMPDIR/v.jsonl" | jq '.mounts|length')" 10
+}
+
+@test "options reach the config" {
+	oci-spec --rootfs /r --readonly-rootfs --cwd /w --env A=1 --env B= --user 1000:100 --hostname hb --terminal -- ls -l >"$BATS_TEST_TMPDIR/o.json"
+	validate "$BATS_TEST_TMPDIR/o.json"
+	assert_eq "$(jq -c '[.root, .process.cwd, .process.user, .hostname, .process.terminal, .process.args]' "$BATS_TEST_TMPDIR/o.json")" \
+		'[{"path":"/r","readonly":true},"/w",{"uid":1000,"gid":100},"hb",true,["ls","-l"]]'
+	jq -e '.process.env | index("A=1") and index("B=") and index("TERM=xterm")' "$BATS_TEST_TMPDIR/o.json"
+}
+
+@test "bad input: unknown option, capability, --env, --user, JSON line" {
+	run -2 --separate-stderr oci-spec --bogus -- true
+	run -1 --separate-stderr oci-spec --cap-add SYS_FOO -- true
+	assert_eq "$output" ""
+	assert_contains "$stderr" "oci-spec: error: unknown capability 'SYS_FOO' (examples: SYS_ADMIN, NET_ADMIN"
+	run -1 --separate-stderr oci-spec --cap-add CAP_CAP_SYS_ADMIN -- true
+	run -2 --separate-stderr oci-spec --env =x -- true
+	assert_contains "$stderr" "--env '=x' must be KEY=VALUE"
+	run -2 --separate-stderr oci-spec --env novalue -- true
+	run -2 --separate-stderr oci-spec --user root -- true
+	run -2 --separate-stderr oci-spec
+	assert_contains "$stderr" "no command given"
+	printf '{"tag":"vol_1","target":"/a","type":"directory","readonly":false}\n{"tag":\n' >"$BATS_TEST_TMPDIR/bad.jsonl"
+	run -1 --separate-stderr oci-spec --mounts-from "$BATS_TEST_TMPDIR/bad.jsonl" -- true
+	assert_eq "$output" ""
+	assert_contains "$stderr" "bad.jsonl line 2: not one JSON object"
+	echo '{"tag":"vol_1","target":"/a/../etc","type":"directory"}' >"$BATS_TEST_TMPDIR/bad2.jsonl"
+	run -1 --separate-stderr oci-spec --mounts-from "$BATS_TEST_TMPDIR/bad2.jsonl" -- true
+	assert_contains "$stderr" "line 1: needs tag"
+}
+
+@test "--output is atomic: an unwritable target leaves the old file untouched" {
+	d=$BATS_TEST_TMPDIR/out
+	mkdir -p "$d"
+	oci-spec --output "$d/config.json" -- echo one
+	before=$(sha256sum <"$d/config.json")
+	run -1 --separate-stderr oci-spec --output "$d/config.json" --cap-add NOPE -- echo two
+	assert_eq "$(sha256sum <"$d/config.json")" "$before"
+	chmod 0555 "$d"
+	# root ignores directory permissions: use an immutable-like failure instead
+	run -3 --separate-stderr oci-spec --output "$d/missing-dir/config.json" -- echo two
+	assert_contains "$stderr" "cannot open directory"
+	mount -t tmpfs -o ro,size=1M tmpfs "$d" 2>/dev/null && {
+		run -3 --separate-stderr oci-spec --output "$d/config.json" -- echo two
+		assert_contains "$stderr" "Read-only file system"
+		umount "$d"
+	}
+	assert_eq "$(sha256sum <"$d/config.json")" "$before"
+	assert_eq "$(ls -A "$d")" config.json
+	jq -e '.process.args == ["echo","one"]' "$d/config.json"
+}

@@ -1,0 +1,722 @@
+/* SPDX-License-Identifier: MIT */
+/* oci-spec: write an OCI runtime-spec config.json with Docker's capability
+ * semantics (--cap-add/--cap-drop/ALL/--privileged), the privileged shape, a
+ * default seccomp profile, and bind mounts for volspec-parse's volumes. */
+#include "common.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <seccomp.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/stat.h>
+
+#define NCAPS 41 /* CAP_CHOWN (0) .. CAP_CHECKPOINT_RESTORE (40) */
+#define MAX_LIST 256
+#define MAX_MOUNT_LINE 16384
+
+/* guest-side sources of volume mounts, created by the guest init */
+#define GUEST_VOLUME_DIR "/run/boxkit/volumes"
+#define GUEST_FILE_DIR "/run/boxkit/files"
+
+static const char *const default_caps[] = { "CHOWN",  "DAC_OVERRIDE", "FSETID",	     "FOWNER",	   "MKNOD",
+					    "NET_RAW", "SETGID",	  "SETUID",	     "SETFCAP",	   "SETPCAP",
+					    "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE" };
+
+static struct {
+	const char *caps_add[MAX_LIST];
+	int nadd;
+	const char *caps_drop[MAX_LIST];
+	int ndrop;
+	bool privileged;
+	const char *rootfs;
+	bool readonly_rootfs;
+	const char *cwd;
+	const char *env[MAX_LIST];
+	int nenv;
+	unsigned uid, gid;
+	const char *hostname;
+	bool terminal;
+	const char *mounts_from;
+	bool seccomp;
+	const char *output;
+	const char *bundle;
+	char **argv;
+	int argc;
+} arg = { .rootfs = "rootfs", .cwd = "/", .hostname = "boxkit", .seccomp = true };
+
+static void usage(FILE *f)
+{
+	fputs("Usage: oci-spec [OPTIONS] -- CMD [ARG...]\n"
+	      "\n"
+	      "Write an OCI runtime-spec config.json (stdout, or atomically to a file).\n"
+	      "\n"
+	      "Options:\n"
+	      "  --cap-add CAP       add a capability (repeatable; ALL = all 41)\n"
+	      "  --cap-drop CAP      drop a capability (repeatable; drops apply first)\n"
+	      "  --privileged        every capability, no seccomp, writable cgroups and /proc/sys\n"
+	      "  --rootfs PATH       root.path (default rootfs)\n"
+	      "  --readonly-rootfs   root.readonly\n"
+	      "  --cwd DIR           working directory (default /)\n"
+	      "  --env K=V           environment (repeatable)\n"
+	      "  --user UID[:GID]    numeric user (default 0:0)\n"
+	      "  --hostname NAME     hostname (default boxkit)\n"
+	      "  --terminal          allocate a terminal\n"
+	      "  --mounts-from FILE  volspec-parse JSON lines ('-' for stdin) as bind mounts\n"
+	      "  --seccomp PROFILE   default or unconfined\n"
+	      "  --output FILE       write FILE atomically instead of stdout\n"
+	      "  --bundle DIR        write DIR/config.json atomically\n"
+	      "  -h, --help          this text\n"
+	      "\n"
+	      "Capability names are case-insensitive, with or without CAP_.\n"
+	      "Exit status: 0 ok, 1 refused (unknown capability, bad mounts), 2 usage, 3 system.\n"
+	      "Manual: tools/oci-spec/oci-spec.1.md\n",
+	      f);
+}
+
+static int parse_user(const char *s)
+{
+	char *end;
+	unsigned long u, g;
+	errno = 0;
+	u = strtoul(s, &end, 10);
+	if (errno || end == s || !isdigit((unsigned char)s[0]) || u > UINT32_MAX - 1)
+		return -1;
+	g = u;
+	if (*end == ':') {
+		const char *gs = end + 1;
+		g = strtoul(gs, &end, 10);
+		if (errno || end == gs || !isdigit((unsigned char)gs[0]) || g > UINT32_MAX - 1)
+			return -1;
+	}
+	if (*end)
+		return -1;
+	arg.uid = (unsigned)u;
+	arg.gid = (unsigned)g;
+	return 0;
+}
+
+static bool hostname_valid(const char *h)
+{
+	size_t n = strlen(h);
+	if (n == 0 || n > 63 || h[0] == '-' || h[n - 1] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)h[i]) && h[i] != '-')
+			return false;
+	return true;
+}
+
+static int parse_argv(int argc, char **argv)
+{
+	enum { O_ADD = 256, O_DROP, O_PRIV, O_ROOTFS, O_RO, O_CWD, O_ENV, O_USER, O_HOST, O_TERM, O_MOUNTS, O_SECCOMP, O_OUT, O_BUNDLE };
+	static const struct option opts[] = {
+		{ "cap-add", required_argument, NULL, O_ADD },	   { "cap-drop", required_argument, NULL, O_DROP },
+		{ "privileged", no_argument, NULL, O_PRIV },	   { "rootfs", required_argument, NULL, O_ROOTFS },
+		{ "readonly-rootfs", no_argument, NULL, O_RO },	   { "cwd", required_argument, NULL, O_CWD },
+		{ "env", required_argument, NULL, O_ENV },	   { "user", required_argument, NULL, O_USER },
+		{ "hostname", required_argument, NULL, O_HOST },   { "terminal", no_argument, NULL, O_TERM },
+		{ "mounts-from", required_argument, NULL, O_MOUNTS }, { "seccomp", required_argument, NULL, O_SECCOMP },
+		{ "output", required_argument, NULL, O_OUT },	   { "bundle", required_argument, NULL, O_BUNDLE },
+		{ "help", no_argument, NULL, 'h' },		   { 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_ADD:
+		case O_DROP:
+			if ((c == O_ADD ? arg.nadd : arg.ndrop) == MAX_LIST) {
+				log_error("too many capability options");
+				return -1;
+			}
+			if (c == O_ADD)
+				arg.caps_add[arg.nadd++] = optarg;
+			else
+				arg.caps_drop[arg.ndrop++] = optarg;
+			break;
+		case O_PRIV: arg.privileged = true; break;
+		case O_ROOTFS:
+			if (!*optarg) {
+				log_error("--rootfs needs a path");
+				return -1;
+			}
+			arg.rootfs = optarg;
+			break;
+		case O_RO: arg.readonly_rootfs = true; break;
+		case O_CWD:
+			if (optarg[0] != '/') {
+				log_error("--cwd '%s' must be an absolute path", optarg);
+				return -1;
+			}
+			arg.cwd = optarg;
+			break;
+		case O_ENV: {
+			const char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg || strchr(optarg, '\n')) {
+				log_error("--env '%s' must be KEY=VALUE with a non-empty KEY", optarg);
+				return -1;
+			}
+			if (arg.nenv == MAX_LIST - 2) {
+				log_error("too many --env options");
+				return -1;
+			}
+			arg.env[arg.nenv++] = optarg;
+			break;
+		}
+		case O_USER:
+			if (parse_user(optarg) < 0) {
+				log_error("--user '%s' must be UID or UID:GID (numbers)", optarg);
+				return -1;
+			}
+			break;
+		case O_HOST:
+			if (!hostname_valid(optarg)) {
+				log_error("--hostname '%s' must be 1 to 63 letters, digits or '-'", optarg);
+				return -1;
+			}
+			arg.hostname = optarg;
+			break;
+		case O_TERM: arg.terminal = true; break;
+		case O_MOUNTS: arg.mounts_from = optarg; break;
+		case O_SECCOMP:
+			if (!strcmp(optarg, "default"))
+				arg.seccomp = true;
+			else if (!strcmp(optarg, "unconfined"))
+				arg.seccomp = false;
+			else {
+				log_error("--seccomp '%s': use default or unconfined", optarg);
+				return -1;
+			}
+			break;
+		case O_OUT: arg.output = optarg; break;
+		case O_BUNDLE: arg.bundle = optarg; break;
+		case 'h': usage(stdout); exit(EXIT_OK);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (arg.output && arg.bundle) {
+		log_error("--output and --bundle cannot be used together");
+		return -1;
+	}
+	if (optind == argc) {
+		log_error("no command given: oci-spec [OPTIONS] -- CMD [ARG...]");
+		return -1;
+	}
+	arg.argv = argv + optind;
+	arg.argc = argc - optind;
+	return 0;
+}
+
+/* ---- capabilities ---------------------------------------------------------------- */
+
+/* The OCI name (CAP_SYS_ADMIN) of capability i, from libcap. */
+static int cap_oci_name(int i, char out[64])
+{
+	char *n = cap_to_name((cap_value_t)i);
+	if (!n)
+		return -ENOMEM;
+	/* libcap spells known capabilities "cap_x" and unknown ones as a number */
+	if (strncmp(n, "cap_", 4) != 0) {
+		cap_free(n);
+		return -EINVAL;
+	}
+	size_t k = 0;
+	for (const char *c = n; *c && k < 63; c++)
+		out[k++] = (char)toupper((unsigned char)*c);
+	out[k] = '\0';
+	cap_free(n);
+	return 0;
+}
+
+/* Parse a user's capability name: case-insensitive, CAP_ optional, ALL. Sets
+ * bits in mask. Returns 0, or -1 for an unknown name. */
+static int cap_parse(const char *name, uint64_t *mask)
+{
+	char buf[64];
+	const char *s = name;
+	cap_value_t v;
+	size_t k = 0;
+
+	if (!strcasecmp(s, "ALL")) {
+		*mask = (1ull << NCAPS) - 1;
+		return 0;
+	}
+	if (!strncasecmp(s, "CAP_", 4))
+		s += 4;
+	if (!*s || strlen(s) > 40)
+		return -1;
+	/* libcap names are "cap_" + lower case; exactly one prefix */
+	memcpy(buf, "cap_", 4);
+	k = 4;
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return -1;
+		buf[k++] = (char)tolower((unsigned char)*s);
+	}
+	buf[k] = '\0';
+	if (cap_from_name(buf, &v) < 0 || v < 0 || v >= NCAPS)
+		return -1;
+	*mask = 1ull << v;
+	return 0;
+}
+
+/* Docker's TweakCapabilities: ALL in the adds means every capability but the
+ * drops; ALL in the drops means only the adds; otherwise the default set less
+ * the drops, then plus the adds. */
+static int final_caps(uint64_t *out)
+{
+	const uint64_t all = (1ull << NCAPS) - 1;
+	uint64_t base = 0, add = 0, drop = 0, m;
+	bool add_all = false, drop_all = false;
+
+	for (size_t i = 0; i < ARRAY_SIZE(default_caps); i++) {
+		if (cap_parse(default_caps[i], &m) < 0)
+			return -EINVAL;
+		base |= m;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		int n = pass == 0 ? arg.ndrop : arg.nadd;
+		const char **list = pass == 0 ? arg.caps_drop : arg.caps_add;
+		for (int i = 0; i < n; i++) {
+			if (cap_parse(list[i], &m) < 0) {
+				log_error("unknown capability '%s' (examples: SYS_ADMIN, NET_ADMIN, CAP_SYS_PTRACE, ALL)",
+					  list[i]);
+				return -1;
+			}
+			if (pass == 0) {
+				drop |= m;
+				drop_all |= !strcasecmp(list[i], "ALL");
+			} else {
+				add |= m;
+				add_all |= !strcasecmp(list[i], "ALL");
+			}
+		}
+	}
+	if (arg.privileged || (add_all && !drop_all && arg.ndrop == 0))
+		*out = all;
+	else if (add_all)
+		*out = drop_all ? all : all & ~drop;
+	else if (drop_all)
+		*out = add;
+	else
+		*out = (base & ~drop) | add;
+	return 0;
+}
+
+static struct json_object *caps_array(uint64_t set)
+{
+	struct json_object *a = json_object_new_array();
+	char name[64];
+	for (int i = 0; i < NCAPS && a; i++) {
+		if (!(set & (1ull << i)))
+			continue;
+		if (cap_oci_name(i, name) < 0) {
+			json_object_put(a);
+			return NULL;
+		}
+		json_object_array_add(a, json_object_new_string(name));
+	}
+	return a;
+}
+
+/* ---- seccomp --------------------------------------------------------------------------- */
+
+struct deny {
+	const char *name;
+	int unless_cap; /* -1: denied always */
+};
+#define ALWAYS (-1)
+/* What Docker's default profile keeps from a container without extra
+ * capabilities, relaxed per capability as Docker relaxes it. */
+static const struct deny deny_list[] = {
+	{ "kexec_load", CAP_SYS_BOOT }, { "kexec_file_load", CAP_SYS_BOOT }, { "reboot", CAP_SYS_BOOT },
+	{ "init_module", CAP_SYS_MODULE }, { "finit_module", CAP_SYS_MODULE }, { "delete_module", CAP_SYS_MODULE },
+	{ "create_module", ALWAYS }, { "get_kernel_syms", ALWAYS }, { "query_module", ALWAYS },
+	{ "swapon", CAP_SYS_ADMIN }, { "swapoff", CAP_SYS_ADMIN }, { "acct", CAP_SYS_PACCT },
+	{ "add_key", ALWAYS }, { "keyctl", ALWAYS }, { "request_key", ALWAYS },
+	{ "bpf", CAP_SYS_ADMIN }, { "perf_event_open", CAP_SYS_ADMIN }, { "lookup_dcookie", CAP_SYS_ADMIN },
+	{ "ptrace", CAP_SYS_PTRACE }, { "process_vm_readv", CAP_SYS_PTRACE }, { "process_vm_writev", CAP_SYS_PTRACE },
+	{ "kcmp", CAP_SYS_PTRACE }, { "mount", CAP_SYS_ADMIN }, { "umount", CAP_SYS_ADMIN },
+	{ "umount2", CAP_SYS_ADMIN }, { "pivot_root", CAP_SYS_ADMIN }, { "unshare", CAP_SYS_ADMIN },
+	{ "setns", CAP_SYS_ADMIN }, { "fsopen", CAP_SYS_ADMIN }, { "fsconfig", CAP_SYS_ADMIN },
+	{ "fsmount", CAP_SYS_ADMIN }, { "fspick", CAP_SYS_ADMIN }, { "move_mount", CAP_SYS_ADMIN },
+	{ "open_tree", CAP_SYS_ADMIN }, { "mount_setattr", CAP_SYS_ADMIN }, { "quotactl", CAP_SYS_ADMIN },
+	{ "quotactl_fd", CAP_SYS_ADMIN }, { "name_to_handle_at", CAP_SYS_ADMIN }, { "sethostname", CAP_SYS_ADMIN },
+	{ "setdomainname", CAP_SYS_ADMIN }, { "open_by_handle_at", CAP_DAC_READ_SEARCH },
+	{ "settimeofday", CAP_SYS_TIME }, { "clock_settime", CAP_SYS_TIME }, { "clock_adjtime", CAP_SYS_TIME },
+	{ "adjtimex", CAP_SYS_TIME }, { "stime", CAP_SYS_TIME }, { "iopl", CAP_SYS_RAWIO }, { "ioperm", CAP_SYS_RAWIO },
+	{ "syslog", CAP_SYSLOG }, { "vhangup", CAP_SYS_TTY_CONFIG }, { "nfsservctl", ALWAYS },
+	{ "get_mempolicy", CAP_SYS_NICE }, { "set_mempolicy", CAP_SYS_NICE }, { "mbind", CAP_SYS_NICE },
+	{ "move_pages", CAP_SYS_NICE }, { "userfaultfd", ALWAYS }, { "uselib", ALWAYS }, { "ustat", ALWAYS },
+	{ "sysfs", ALWAYS }, { "_sysctl", ALWAYS }, { "vm86", ALWAYS }, { "vm86old", ALWAYS },
+	{ "fanotify_init", CAP_SYS_ADMIN }, { "io_pgetevents", ALWAYS }, { "pciconfig_read", CAP_SYS_ADMIN },
+	{ "pciconfig_write", CAP_SYS_ADMIN }, { "pciconfig_iobase", CAP_SYS_ADMIN },
+};
+
+static const uint32_t seccomp_arches[] = { SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32 };
+
+/* true when libseccomp maps the name to a real syscall number (not a
+ * negative pseudo-syscall) on at least one target architecture */
+static bool syscall_known(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(seccomp_arches); i++)
+		if (seccomp_syscall_resolve_name_arch(seccomp_arches[i], name) >= 0)
+			return true;
+	return false;
+}
+
+static struct json_object *seccomp_profile(uint64_t caps)
+{
+	struct json_object *p = json_object_new_object(), *arches = json_object_new_array(),
+			   *names = json_object_new_array(), *syscalls = json_object_new_array(),
+			   *rule = json_object_new_object();
+	json_object_object_add(p, "defaultAction", json_object_new_string("SCMP_ACT_ALLOW"));
+	json_object_array_add(arches, json_object_new_string("SCMP_ARCH_X86_64"));
+	json_object_array_add(arches, json_object_new_string("SCMP_ARCH_X86"));
+	json_object_array_add(arches, json_object_new_string("SCMP_ARCH_X32"));
+	json_object_object_add(p, "architectures", arches);
+	for (size_t i = 0; i < ARRAY_SIZE(deny_list); i++) {
+		const struct deny *d = &deny_list[i];
+		if (d->unless_cap != ALWAYS && (caps & (1ull << d->unless_cap)))
+			continue;
+		if (!syscall_known(d->name))
+			continue; /* never emit a name the runtime's libseccomp cannot resolve */
+		json_object_array_add(names, json_object_new_string(d->name));
+	}
+	json_object_object_add(rule, "names", names);
+	json_object_object_add(rule, "action", json_object_new_string("SCMP_ACT_ERRNO"));
+	json_object_object_add(rule, "errnoRet", json_object_new_int(EPERM));
+	json_object_array_add(syscalls, rule);
+	/* clone3 cannot be filtered by its flags: ENOSYS makes libc fall back to clone */
+	if (!(caps & (1ull << CAP_SYS_ADMIN)) && syscall_known("clone3")) {
+		struct json_object *r3 = json_object_new_object(), *n3 = json_object_new_array();
+		json_object_array_add(n3, json_object_new_string("clone3"));
+		json_object_object_add(r3, "names", n3);
+		json_object_object_add(r3, "action", json_object_new_string("SCMP_ACT_ERRNO"));
+		json_object_object_add(r3, "errnoRet", json_object_new_int(ENOSYS));
+		json_object_array_add(syscalls, r3);
+	}
+	json_object_object_add(p, "syscalls", syscalls);
+	return p;
+}
+
+/* ---- mounts ------------------------------------------------------------------------------ */
+
+static struct json_object *strs(const char *const *v)
+{
+	struct json_object *a = json_object_new_array();
+	for (; *v; v++)
+		json_object_array_add(a, json_object_new_string(*v));
+	return a;
+}
+
+static void add_mount(struct json_object *mounts, const char *dst, const char *type, const char *src,
+		      const char *const *opts)
+{
+	struct json_object *m = json_object_new_object();
+	json_object_object_add(m, "destination", json_object_new_string(dst));
+	json_object_object_add(m, "type", json_object_new_string(type));
+	json_object_object_add(m, "source", json_object_new_string(src));
+	json_object_object_add(m, "options", strs(opts));
+	json_object_array_add(mounts, m);
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static bool clean_abs(const char *p)
+{
+	if (p[0] != '/' || !p[1] || strlen(p) > 4000)
+		return false;
+	return path_is_clean_relative(p + 1);
+}
+
+static bool tag_ok(const char *t)
+{
+	size_t n = strlen(t);
+	if (!n || n > 36)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)t[i]) && t[i] != '_' && t[i] != '-')
+			return false;
+	return true;
+}
+
+static int volume_mounts(struct json_object *mounts)
+{
+	cleanup_fclose FILE *owned = NULL;
+	FILE *in = stdin;
+	cleanup_free char *line = malloc(MAX_MOUNT_LINE + 1);
+	ssize_t len;
+	int lineno = 0, count = 0;
+
+	if (!line)
+		return log_sys(ENOMEM, "out of memory");
+	if (strcmp(arg.mounts_from, "-") != 0) {
+		owned = fopen(arg.mounts_from, "re");
+		if (!owned)
+			return log_sys(errno, "cannot open '%s'", arg.mounts_from);
+		in = owned;
+	}
+	while ((len = read_line_limited(in, line, MAX_MOUNT_LINE + 1)) != 0) {
+		lineno++;
+		if (len == -E2BIG) {
+			log_error("%s line %d: longer than %d bytes", arg.mounts_from, lineno, MAX_MOUNT_LINE);
+			return EXIT_REFUSED;
+		}
+		if (len < 0)
+			return log_sys((int)len, "cannot read '%s'", arg.mounts_from);
+		if (!line[0])
+			continue;
+		if (++count > MAX_LIST) {
+			log_error("%s: more than %d volumes", arg.mounts_from, MAX_LIST);
+			return EXIT_REFUSED;
+		}
+		struct json_tokener *tok = json_tokener_new_ex(4);
+		if (!tok)
+			return log_sys(ENOMEM, "out of memory");
+		cleanup_json struct json_object *o = json_tokener_parse_ex(tok, line, (int)strlen(line));
+		bool good = o && json_tokener_get_error(tok) == json_tokener_success &&
+			    json_tokener_get_parse_end(tok) == strlen(line) && json_object_is_type(o, json_type_object);
+		json_tokener_free(tok);
+		if (!good) {
+			log_error("%s line %d: not one JSON object", arg.mounts_from, lineno);
+			return EXIT_REFUSED;
+		}
+		const char *tag = jstr(o, "tag"), *target = jstr(o, "target"), *type = jstr(o, "type");
+		struct json_object *ro = NULL;
+		bool readonly = false;
+		if (json_object_object_get_ex(o, "readonly", &ro)) {
+			if (!json_object_is_type(ro, json_type_boolean)) {
+				log_error("%s line %d: readonly must be true or false", arg.mounts_from, lineno);
+				return EXIT_REFUSED;
+			}
+			readonly = json_object_get_boolean(ro);
+		}
+		if (!tag || !target || !type || !tag_ok(tag) || !clean_abs(target) ||
+		    (strcmp(type, "directory") && strcmp(type, "file"))) {
+			log_error("%s line %d: needs tag ([A-Za-z0-9_-]{1,36}), an absolute clean target and type "
+				  "directory|file",
+				  arg.mounts_from, lineno);
+			return EXIT_REFUSED;
+		}
+		char src[128];
+		snprintf(src, sizeof(src), "%s/%s", strcmp(type, "file") ? GUEST_VOLUME_DIR : GUEST_FILE_DIR, tag);
+		static const char *const rw[] = { "rbind", "rprivate", "nosuid", "nodev", NULL };
+		static const char *const rdonly[] = { "rbind", "rprivate", "nosuid", "nodev", "ro", NULL };
+		add_mount(mounts, target, "bind", src, readonly ? rdonly : rw);
+	}
+	return 0;
+}
+
+/* ---- the config ---------------------------------------------------------------------------- */
+
+static struct json_object *device_rule(bool allow, const char *type, long major, long minor, const char *access)
+{
+	struct json_object *d = json_object_new_object();
+	json_object_object_add(d, "allow", json_object_new_boolean(allow));
+	if (type)
+		json_object_object_add(d, "type", json_object_new_string(type));
+	if (major >= 0)
+		json_object_object_add(d, "major", json_object_new_int64(major));
+	if (minor >= 0)
+		json_object_object_add(d, "minor", json_object_new_int64(minor));
+	json_object_object_add(d, "access", json_object_new_string(access));
+	return d;
+}
+
+static int build(struct json_object **out)
+{
+	uint64_t caps;
+	if (final_caps(&caps) < 0)
+		return EXIT_REFUSED;
+	bool privileged_shape = arg.privileged || (caps & (1ull << CAP_SYS_ADMIN));
+
+	struct json_object *c = json_object_new_object();
+	struct json_object *proc = json_object_new_object(), *user = json_object_new_object();
+	struct json_object *args = json_object_new_array(), *env = json_object_new_array();
+	struct json_object *capsobj = json_object_new_object(), *rl = json_object_new_array();
+	struct json_object *root = json_object_new_object(), *mounts = json_object_new_array();
+	struct json_object *linux_ = json_object_new_object(), *ns = json_object_new_array();
+	struct json_object *res = json_object_new_object(), *devs = json_object_new_array();
+
+	json_object_object_add(c, "ociVersion", json_object_new_string("1.0.2"));
+	json_object_object_add(proc, "terminal", json_object_new_boolean(arg.terminal));
+	json_object_object_add(user, "uid", json_object_new_int64(arg.uid));
+	json_object_object_add(user, "gid", json_object_new_int64(arg.gid));
+	json_object_object_add(proc, "user", user);
+	for (int i = 0; i < arg.argc; i++)
+		json_object_array_add(args, json_object_new_string(arg.argv[i]));
+	json_object_object_add(proc, "args", args);
+	bool have_path = false;
+	for (int i = 0; i < arg.nenv; i++)
+		have_path |= !strncmp(arg.env[i], "PATH=", 5);
+	if (!have_path)
+		json_object_array_add(env, json_object_new_string("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+	if (arg.terminal)
+		json_object_array_add(env, json_object_new_string("TERM=xterm"));
+	for (int i = 0; i < arg.nenv; i++)
+		json_object_array_add(env, json_object_new_string(arg.env[i]));
+	json_object_object_add(proc, "env", env);
+	json_object_object_add(proc, "cwd", json_object_new_string(arg.cwd));
+	const char *sets[] = { "bounding", "effective", "permitted" };
+	for (size_t i = 0; i < ARRAY_SIZE(sets); i++) {
+		struct json_object *a = caps_array(caps);
+		if (!a) {
+			json_object_put(c);
+			log_error("libcap does not name every capability up to CAP_CHECKPOINT_RESTORE");
+			return EXIT_SYSTEM;
+		}
+		json_object_object_add(capsobj, sets[i], a);
+	}
+	json_object_object_add(capsobj, "inheritable", json_object_new_array());
+	json_object_object_add(capsobj, "ambient", json_object_new_array());
+	json_object_object_add(proc, "capabilities", capsobj);
+	struct json_object *nofile = json_object_new_object();
+	json_object_object_add(nofile, "type", json_object_new_string("RLIMIT_NOFILE"));
+	json_object_object_add(nofile, "hard", json_object_new_int64(1024));
+	json_object_object_add(nofile, "soft", json_object_new_int64(1024));
+	json_object_array_add(rl, nofile);
+	json_object_object_add(proc, "rlimits", rl);
+	json_object_object_add(proc, "noNewPrivileges", json_object_new_boolean(false));
+	json_object_object_add(c, "process", proc);
+
+	json_object_object_add(root, "path", json_object_new_string(arg.rootfs));
+	json_object_object_add(root, "readonly", json_object_new_boolean(arg.readonly_rootfs));
+	json_object_object_add(c, "root", root);
+	json_object_object_add(c, "hostname", json_object_new_string(arg.hostname));
+
+	add_mount(mounts, "/proc", "proc", "proc", (const char *const[]){ "nosuid", "noexec", "nodev", NULL });
+	add_mount(mounts, "/dev", "tmpfs", "tmpfs", (const char *const[]){ "nosuid", "strictatime", "mode=755", "size=65536k", NULL });
+	add_mount(mounts, "/dev/pts", "devpts", "devpts",
+		  (const char *const[]){ "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5", NULL });
+	add_mount(mounts, "/dev/shm", "tmpfs", "shm", (const char *const[]){ "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL });
+	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue", (const char *const[]){ "nosuid", "noexec", "nodev", NULL });
+	if (arg.privileged)
+		add_mount(mounts, "/sys", "sysfs", "sysfs", (const char *const[]){ "nosuid", "noexec", "nodev", NULL });
+	else
+		add_mount(mounts, "/sys", "sysfs", "sysfs", (const char *const[]){ "nosuid", "noexec", "nodev", "ro", NULL });
+	if (privileged_shape)
+		add_mount(mounts, "/sys/fs/cgroup", "cgroup2", "cgroup",
+			  (const char *const[]){ "nosuid", "noexec", "nodev", "relatime", NULL });
+	else
+		add_mount(mounts, "/sys/fs/cgroup", "cgroup2", "cgroup",
+			  (const char *const[]){ "nosuid", "noexec", "nodev", "relatime", "ro", NULL });
+	if (arg.mounts_from) {
+		int r = volume_mounts(mounts);
+		if (r) {
+			json_object_put(c);
+			json_object_put(mounts);
+			json_object_put(linux_);
+			json_object_put(ns);
+			json_object_put(res);
+			json_object_put(devs);
+			return r;
+		}
+	}
+	json_object_object_add(c, "mounts", mounts);
+
+	static const char *const nss[] = { "pid", "network", "ipc", "uts", "mount", "cgroup" };
+	for (size_t i = 0; i < ARRAY_SIZE(nss); i++) {
+		struct json_object *n = json_object_new_object();
+		json_object_object_add(n, "type", json_object_new_string(nss[i]));
+		json_object_array_add(ns, n);
+	}
+	json_object_object_add(linux_, "namespaces", ns);
+	if (arg.privileged) {
+		json_object_array_add(devs, device_rule(true, NULL, -1, -1, "rwm"));
+	} else {
+		/* Docker's default device rules */
+		json_object_array_add(devs, device_rule(false, NULL, -1, -1, "rwm"));
+		json_object_array_add(devs, device_rule(true, "c", -1, -1, "m"));
+		json_object_array_add(devs, device_rule(true, "b", -1, -1, "m"));
+		static const long cdev[][2] = { { 1, 3 }, { 1, 5 }, { 1, 7 }, { 1, 8 }, { 1, 9 }, { 5, 0 }, { 5, 1 }, { 5, 2 }, { 10, 200 }, { 136, -1 } };
+		for (size_t i = 0; i < ARRAY_SIZE(cdev); i++)
+			json_object_array_add(devs, device_rule(true, "c", cdev[i][0], cdev[i][1], "rwm"));
+	}
+	json_object_object_add(res, "devices", devs);
+	json_object_object_add(linux_, "resources", res);
+	if (privileged_shape) {
+		json_object_object_add(linux_, "maskedPaths", json_object_new_array());
+		json_object_object_add(linux_, "readonlyPaths", json_object_new_array());
+	} else {
+		json_object_object_add(linux_, "maskedPaths",
+				       strs((const char *const[]){ "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore",
+								    "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+								    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+								    "/sys/firmware", "/sys/devices/virtual/powercap", NULL }));
+		json_object_object_add(linux_, "readonlyPaths",
+				       strs((const char *const[]){ "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+								    "/proc/sysrq-trigger", NULL }));
+	}
+	if (arg.seccomp && !arg.privileged)
+		json_object_object_add(linux_, "seccomp", seccomp_profile(caps));
+	json_object_object_add(c, "linux", linux_);
+	*out = c;
+	return 0;
+}
+
+static int emit(struct json_object *c)
+{
+	const char *s = json_object_to_json_string_ext(c, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+								  JSON_C_TO_STRING_NOSLASHESCAPE);
+	cleanup_free char *dir = NULL;
+	cleanup_close int dfd = -1;
+	const char *name;
+	int r;
+
+	if (!arg.output && !arg.bundle) {
+		if (puts(s) == EOF)
+			return log_sys(errno, "cannot write stdout");
+		return 0;
+	}
+	if (arg.bundle) {
+		dir = strdup(arg.bundle);
+		name = "config.json";
+	} else {
+		const char *slash = strrchr(arg.output, '/');
+		dir = slash ? strndup(arg.output, (size_t)(slash - arg.output) + (slash == arg.output)) : strdup(".");
+		name = slash ? slash + 1 : arg.output;
+		if (!*name) {
+			log_error("--output '%s' names a directory", arg.output);
+			return EXIT_USAGE;
+		}
+	}
+	if (!dir)
+		return log_sys(ENOMEM, "out of memory");
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return log_sys(errno, "cannot open directory '%s'", dir);
+	size_t len = strlen(s);
+	cleanup_free char *buf = malloc(len + 1);
+	if (!buf)
+		return log_sys(ENOMEM, "out of memory");
+	memcpy(buf, s, len);
+	buf[len] = '\n';
+	r = write_file_atomic(dfd, name, buf, len + 1, 0644);
+	if (r < 0)
+		return log_sys(r, "cannot write '%s/%s'", dir, name);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int r;
+	log_init(argv[0]);
+	if (parse_argv(argc, argv) < 0)
+		return EXIT_USAGE;
+	cleanup_json struct json_object *c = NULL;
+	r = build(&c);
+	if (r == 0)
+		r = emit(c);
+	if (close_stdout() < 0 && r == 0)
+		r = log_sys(errno ? errno : EIO, "cannot write stdout");
+	return r;
+}

@@ -1,0 +1,1 @@
+oci-spec_PKGS := json-c libcap libseccomp
