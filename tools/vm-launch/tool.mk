@@ -1,0 +1,1 @@
+vm-launch_PKGS := json-c libseccomp libcap
