@@ -304,6 +304,12 @@ int vm_start(struct vm *vm)
 	add(argv, &n, mem);
 	add(argv, &n, "-smp");
 	add(argv, &n, smp);
+	if (vm->jailed) {
+		/* the copy sits at the chroot's top, where QEMU's relocatable data
+		 * path would miss the firmware: name it */
+		add(argv, &n, "-L");
+		add(argv, &n, "/usr/share/qemu");
+	}
 	add(argv, &n, "-nodefaults");
 	add(argv, &n, "-no-user-config");
 	add(argv, &n, "-display");

@@ -1,0 +1,1 @@
+chroot-stage_PKGS := json-c libcap mount
