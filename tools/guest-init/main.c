@@ -156,8 +156,62 @@ static void mount_volume(char *spec)
 	rmdir(stage);
 }
 
-int main(void)
+/* The container's PID 1 (oci-spec --init binds this binary in as
+ * /.boxkit/init): the workload is its child, so signals reach it with their
+ * default actions (a PID 1 ignores them), its status is reported as the shell
+ * would (128+N for signal N), and a command that cannot run gives 126 or 127. */
+static volatile pid_t workload = -1;
+static void forward(int sig)
 {
+	if (workload > 0)
+		kill(workload, sig);
+}
+
+static int container_init(int argc, char **argv)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+	struct sigaction sa = { .sa_handler = forward };
+	if (argc < 3) {
+		fprintf(stderr, "boxkit-init: error: --workload needs a command\n");
+		return 125;
+	}
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "boxkit-init: error: fork: %s\n", strerror(errno));
+		return 125;
+	}
+	if (pid == 0) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			sigaction(sigs[i], &dfl, NULL);
+		execvp(argv[2], argv + 2);
+		int e = errno;
+		if (e == ENOENT) {
+			fprintf(stderr, "box: %s: command not found\n", argv[2]);
+			_exit(127);
+		}
+		fprintf(stderr, "box: %s: cannot execute: %s\n", argv[2], strerror(e));
+		_exit(126);
+	}
+	workload = pid;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, 0);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return 125;
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--workload"))
+		return container_init(argc, argv);
 	struct frame_buf in = { 0 };
 	unsigned char *config = NULL;
 	uint32_t config_len = 0;
@@ -270,12 +324,15 @@ int main(void)
 				*fd = -1;
 			}
 		}
-		if (pf[2].revents & POLLIN) {
-			ssize_t n = frame_fill(&in, ctl);
+		ssize_t n = 1;
+		if (pf[2].revents & POLLIN)
+			n = frame_fill(&in, ctl);
+		{
+			/* frames may already be buffered from the plan phase */
 			char type;
 			unsigned char *p;
 			uint32_t len;
-			while (n > 0 && frame_take(&in, &type, &p, &len) == 1) {
+			while (n != 0 && frame_take(&in, &type, &p, &len) == 1) {
 				if (type == FR_STDIN && fds_in >= 0) {
 					if (frame_write_all(fds_in, p, len) < 0) {
 						close(fds_in);

@@ -20,6 +20,9 @@
 /* guest-side sources of volume mounts, created by the guest init */
 #define GUEST_VOLUME_DIR "/run/boxkit/volumes"
 #define GUEST_FILE_DIR "/run/boxkit/files"
+/* --init: the guest's init binary, bound into the container as its PID 1 */
+#define GUEST_INIT "/sbin/boxkit-init"
+#define CONTAINER_INIT "/.boxkit-init"
 
 static const char *const default_caps[] = { "CHOWN",  "DAC_OVERRIDE", "FSETID",	     "FOWNER",	   "MKNOD",
 					    "NET_RAW", "SETGID",	  "SETUID",	     "SETFCAP",	   "SETPCAP",
@@ -43,6 +46,7 @@ static struct {
 	bool seccomp;
 	const char *output;
 	const char *bundle;
+	bool init;
 	char **argv;
 	int argc;
 } arg = { .rootfs = "rootfs", .cwd = "/", .hostname = "boxkit", .seccomp = true };
@@ -64,6 +68,7 @@ static void usage(FILE *f)
 	      "  --user UID[:GID]    numeric user (default 0:0)\n"
 	      "  --hostname NAME     hostname (default boxkit)\n"
 	      "  --terminal          allocate a terminal\n"
+	      "  --init              run CMD under boxkit's init (signals, 126/127 exit codes)\n"
 	      "  --mounts-from FILE  volspec-parse JSON lines ('-' for stdin) as bind mounts\n"
 	      "  --seccomp PROFILE   default or unconfined\n"
 	      "  --output FILE       write FILE atomically instead of stdout\n"
@@ -111,7 +116,7 @@ static bool hostname_valid(const char *h)
 
 static int parse_argv(int argc, char **argv)
 {
-	enum { O_ADD = 256, O_DROP, O_PRIV, O_ROOTFS, O_RO, O_CWD, O_ENV, O_USER, O_HOST, O_TERM, O_MOUNTS, O_SECCOMP, O_OUT, O_BUNDLE };
+	enum { O_ADD = 256, O_DROP, O_PRIV, O_ROOTFS, O_RO, O_CWD, O_ENV, O_USER, O_HOST, O_TERM, O_MOUNTS, O_SECCOMP, O_OUT, O_BUNDLE, O_INIT };
 	static const struct option opts[] = {
 		{ "cap-add", required_argument, NULL, O_ADD },	   { "cap-drop", required_argument, NULL, O_DROP },
 		{ "privileged", no_argument, NULL, O_PRIV },	   { "rootfs", required_argument, NULL, O_ROOTFS },
@@ -120,6 +125,7 @@ static int parse_argv(int argc, char **argv)
 		{ "hostname", required_argument, NULL, O_HOST },   { "terminal", no_argument, NULL, O_TERM },
 		{ "mounts-from", required_argument, NULL, O_MOUNTS }, { "seccomp", required_argument, NULL, O_SECCOMP },
 		{ "output", required_argument, NULL, O_OUT },	   { "bundle", required_argument, NULL, O_BUNDLE },
+		{ "init", no_argument, NULL, O_INIT },
 		{ "help", no_argument, NULL, 'h' },		   { 0 },
 	};
 	int c;
@@ -192,6 +198,7 @@ static int parse_argv(int argc, char **argv)
 			break;
 		case O_OUT: arg.output = optarg; break;
 		case O_BUNDLE: arg.bundle = optarg; break;
+		case O_INIT: arg.init = true; break;
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); return -1;
 		}
@@ -552,6 +559,10 @@ static int build(struct json_object **out)
 	json_object_object_add(user, "uid", json_object_new_int64(arg.uid));
 	json_object_object_add(user, "gid", json_object_new_int64(arg.gid));
 	json_object_object_add(proc, "user", user);
+	if (arg.init) {
+		json_object_array_add(args, json_object_new_string(CONTAINER_INIT));
+		json_object_array_add(args, json_object_new_string("--workload"));
+	}
 	for (int i = 0; i < arg.argc; i++)
 		json_object_array_add(args, json_object_new_string(arg.argv[i]));
 	json_object_object_add(proc, "args", args);
@@ -609,6 +620,8 @@ static int build(struct json_object **out)
 	else
 		add_mount(mounts, "/sys/fs/cgroup", "cgroup2", "cgroup",
 			  (const char *const[]){ "nosuid", "noexec", "nodev", "relatime", "ro", NULL });
+	if (arg.init)
+		add_mount(mounts, CONTAINER_INIT, "bind", GUEST_INIT, (const char *const[]){ "bind", "ro", "nodev", NULL });
 	if (arg.mounts_from) {
 		int r = volume_mounts(mounts);
 		if (r) {
