@@ -28,7 +28,8 @@ static struct {
 	const char *ro_binds[MAX_ITEMS];
 	int nbinds;
 	long uid, gid;
-	int fail_at; /* BOXKIT_FAIL_AT: inject a failure at step N (tests) */
+	int fail_at;  /* BOXKIT_FAIL_AT: inject a failure at step N (tests) */
+	int stall_at; /* BOXKIT_STALL_AT: stop at step N for a minute (tests: kill -9 mid-create) */
 } arg = { .uid = -1, .gid = -1 };
 
 static const struct {
@@ -149,6 +150,8 @@ static int parse_argv(int argc, char **argv)
 	}
 	const char *f = getenv("BOXKIT_FAIL_AT");
 	arg.fail_at = f ? atoi(f) : 0;
+	f = getenv("BOXKIT_STALL_AT");
+	arg.stall_at = f ? atoi(f) : 0;
 	return 0;
 }
 
@@ -379,6 +382,10 @@ static int inject(struct stage *s, const char *what)
 		return -1;
 	}
 	log_debug("step %d: %s", s->step, what);
+	if (arg.stall_at && s->step == arg.stall_at) {
+		fprintf(stderr, "chroot-stage: stalled at step %d\n", s->step);
+		sleep(60);
+	}
 	return 0;
 }
 
@@ -487,14 +494,11 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 	}
 	if (mkdir(s->root, 0700) < 0 || chown(s->root, (uid_t)arg.uid, (gid_t)arg.gid) < 0)
 		return log_sys(errno, "cannot create '%s'", s->root);
-	if (inject(s, "self-bind") < 0)
-		return EXIT_SYSTEM;
-	if (mount(s->root, s->root, NULL, MS_BIND, NULL) < 0 || mount(NULL, s->root, NULL, MS_PRIVATE, NULL) < 0)
-		return log_sys(errno, "cannot bind '%s' onto itself", s->root);
+	/* hard links first: link(2) does not cross mounts, and after the self-bind
+	 * the root is one */
 	rootfd = open(s->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (rootfd < 0)
 		return log_sys(errno, "cannot open '%s'", s->root);
-
 	if (inject(s, "kernel and initrd") < 0)
 		return EXIT_SYSTEM;
 	const char *files[2] = { arg.kernel, arg.initrd }, *names[2] = { "kernel", "initrd" };
@@ -525,6 +529,15 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 		snprintf(p, sizeof(p), "/%s", name);
 		json_object_array_add(drives, json_object_new_string(p));
 	}
+	if (inject(s, "self-bind") < 0)
+		return EXIT_SYSTEM;
+	if (mount(s->root, s->root, NULL, MS_BIND, NULL) < 0 || mount(NULL, s->root, NULL, MS_PRIVATE, NULL) < 0)
+		return log_sys(errno, "cannot bind '%s' onto itself", s->root);
+	close(rootfd);
+	rootfd = open(s->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rootfd < 0)
+		return log_sys(errno, "cannot open '%s'", s->root);
+
 	if (inject(s, "device nodes") < 0)
 		return EXIT_SYSTEM;
 	if ((r = mkdir_in(rootfd, "dev", 0755)) < 0)
