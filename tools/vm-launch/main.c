@@ -133,15 +133,17 @@ static void print_console_tail(const char *path)
 {
 	char buf[4096];
 	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		fprintf(stderr, "%s: console log tail (%s): cannot open it\n", log_prog(), path);
 		return;
+	}
 	off_t size = lseek(fd, 0, SEEK_END);
 	off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
-	if (n <= 0)
-		return;
+	if (n < 0)
+		n = 0;
 	buf[n] = 0;
-	fprintf(stderr, "%s: console log tail (%s):\n%s\n", log_prog(), path, buf);
+	fprintf(stderr, "%s: console log tail (%s):\n%s\n", log_prog(), path, n ? buf : "(empty: the kernel printed nothing)");
 }
 
 static int send_plan(int ctl, const char *config, size_t config_len, const struct volume *vols, int nvols)

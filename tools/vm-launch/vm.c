@@ -356,8 +356,6 @@ int vm_start(struct vm *vm)
 		sigset_t all;
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-			_exit(127);
 		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (nul < 0 || dup2(nul, 0) < 0 || dup2(con, 1) < 0 || dup2(con, 2) < 0 || dup2(sv[1], qfd) < 0)
 			child_fail(errp[1], "cannot set up descriptors");
@@ -373,6 +371,9 @@ int vm_start(struct vm *vm)
 			    setresuid(vm->uid, vm->uid, vm->uid) < 0)
 				child_fail(errp[1], "cannot drop to the VM's uid");
 		}
+		/* after the uid change: a credential change clears the death signal */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
 		struct rlimit rl = { 256, 256 };
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			child_fail(errp[1], "setrlimit");

@@ -1,0 +1,175 @@
+#!/usr/bin/env bats
+# End to end: box run boots a real microVM (TCG here), runs the command under
+# crun, relays stdio and the exit status, and leaves nothing behind.
+load helpers
+
+setup_file() {
+	[ -f "$TOP/build/kernels/lean/bzImage" ] || return 0
+	[ -f "$TOP/build/images/system.ext4" ] || return 0
+}
+
+teardown() {
+	# never leave a jail's bind mounts for bats to rm -rf through
+	[ -n "${BOXKIT_HOME:-}" ] && [ -d "$BOXKIT_HOME" ] || return 0
+	box gc >/dev/null 2>&1 || true
+	grep -o " $BOXKIT_HOME/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+
+setup() {
+	need_root
+	[ -f "$TOP/build/kernels/lean/bzImage" ] || skip "lean kernel not built: run 'make kernel-lean'"
+	[ -f "$TOP/build/images/system.ext4" ] || skip "guest images not built: run 'make image'"
+	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home
+}
+
+# nothing of a run is left: no QEMU of ours, no mount under the home, no run
+# or chroot directory
+assert_clean() {
+	sleep 0.2
+	! pgrep -f "qemu-system-x86_64.*boxkit-init" >/dev/null || { pgrep -af qemu >&2; false; }
+	! pgrep -f "vm-launch --home $BOXKIT_HOME" >/dev/null
+	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo
+	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs"
+	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
+}
+
+@test "box run -- echo hello prints exactly hello" {
+	run -0 --separate-stderr timeout 120 box run -- echo hello
+	assert_eq "$output" hello
+	assert_eq "$stderr" ""
+	assert_clean
+}
+
+@test "exit status, stderr on stderr, stdin forwarded" {
+	run -7 --separate-stderr timeout 120 box run -- sh -c 'echo out; echo err >&2; exit 7'
+	assert_eq "$output" out
+	assert_eq "$stderr" err
+	run -0 --separate-stderr timeout 120 bash -c "echo hi | box run -- cat"
+	assert_eq "$output" hi
+	run -0 --separate-stderr timeout 120 bash -c "seq 1 20000 | box run -- wc -l"
+	assert_eq "$output" 20000
+}
+
+@test "signals and commands that cannot run: 143, 127, 126" {
+	run -143 --separate-stderr timeout 120 box run -- sh -c 'kill -TERM $$'
+	run -127 --separate-stderr timeout 120 box run -- no-such-command
+	assert_contains "$stderr" "no-such-command: command not found"
+	run -126 --separate-stderr timeout 120 box run -- /etc/passwd
+	assert_clean
+}
+
+@test "capabilities reach the workload: default, ALL" {
+	run -0 --separate-stderr timeout 120 box run -- grep CapEff /proc/self/status
+	assert_contains "$output" 00000000a80425fb
+	run -0 --separate-stderr timeout 120 box run --cap-add ALL -- grep CapEff /proc/self/status
+	assert_contains "$output" 000001ffffffffff
+}
+
+@test "--privileged can write ip_forward, the default cannot" {
+	run -0 --separate-stderr timeout 120 box run --privileged -- sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward && cat /proc/sys/net/ipv4/ip_forward'
+	assert_eq "$output" 1
+	run -1 --separate-stderr timeout 120 box run -- sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
+	assert_contains "$stderr" "Read-only file system"
+}
+
+@test "the rootfs image is never changed: writes go to a tmpfs overlay" {
+	run -0 --separate-stderr timeout 120 box run -- sh -c 'echo x >/etc/marker && cat /etc/marker'
+	assert_eq "$output" x
+	run -1 --separate-stderr timeout 120 box run -- cat /etc/marker
+}
+
+@test "while a run is in progress QEMU is jailed: non-root, CapEff 0, Seccomp 2, NoNewPrivs 1, chroot root" {
+	timeout 120 box run -- sleep 8 &
+	bp=$!
+	for _ in $(seq 100); do
+		q=$(pgrep -f "^/qemu-system-x86_64 .*boxkit-init" | head -1)
+		[ -n "$q" ] && break
+		sleep 0.1
+	done
+	[ -n "$q" ]
+	st=$(cat "/proc/$q/status")
+	uid=$(awk '/^Uid:/ {print $2}' <<<"$st")
+	assert_eq "$uid" "$(id -u boxkit-vm)" uid
+	assert_eq "$(awk '/^CapEff:/ {print $2}' <<<"$st")" 0000000000000000 CapEff
+	assert_eq "$(awk '/^CapBnd:/ {print $2}' <<<"$st")" 0000000000000000 CapBnd
+	assert_eq "$(awk '/^Seccomp:/ {print $2}' <<<"$st")" 2 Seccomp
+	assert_eq "$(awk '/^NoNewPrivs:/ {print $2}' <<<"$st")" 1 NoNewPrivs
+	root=$(readlink "/proc/$q/root")
+	[[ $root == "$BOXKIT_HOME"/jail/qemu-system-x86_64/box-*/root ]]
+	assert_eq "$(cat /proc/$q/limits | awk '/Max open files/ {print $4}')" 256 "fd limit"
+	wait "$bp"
+	assert_clean
+}
+
+@test "SIGINT to box run mid-run leaves nothing behind" {
+	# a background job of a script ignores SIGINT: give box the default back
+	env --default-signal=INT box run -- sleep 60 &
+	bp=$!
+	for _ in $(seq 100); do pgrep -f "^/qemu-system-x86_64 .*boxkit-init" >/dev/null && break; sleep 0.1; done
+	sleep 1
+	kill -INT "$bp"
+	rc=0
+	wait "$bp" || rc=$?
+	assert_eq "$rc" 130
+	assert_clean
+}
+
+@test "--timeout 2 on sleep 60 ends with 125 and nothing left" {
+	SECONDS=0
+	run -125 --separate-stderr timeout 120 box run --timeout 2 -- sleep 60
+	assert_contains "$stderr" "timed out after 2 seconds"
+	[ "$SECONDS" -lt 30 ]
+	assert_clean
+}
+
+@test "a kernel that cannot boot gives 125, the console tail, and nothing left" {
+	k=$BATS_TEST_TMPDIR/kernels
+	mkdir -p "$k/lean"
+	# a real kernel with its init taken away panics: give it a broken one
+	head -c 2000000 /dev/urandom >"$k/lean/bzImage"
+	BOXKIT_KERNEL_DIR=$k run -125 --separate-stderr timeout 120 box run -- true
+	assert_contains "$stderr" "console log tail"
+	assert_clean
+}
+
+@test "a launcher killed with SIGKILL: the next box gc removes the leftovers" {
+	timeout 120 box run -- sleep 60 &
+	bp=$!
+	for _ in $(seq 100); do pgrep -f "^/qemu-system-x86_64 .*boxkit-init" >/dev/null && break; sleep 0.1; done
+	# kill the front end, then the launcher, hard; QEMU dies with its launcher (PDEATHSIG)
+	pkill -9 -f "box run -- sleep 60" || true
+	pkill -9 -f "vm-launch --home $BOXKIT_HOME" || true
+	wait "$bp" || true
+	[ -n "$(ls -A "$BOXKIT_HOME/jail")" ]
+	run -0 box gc
+	assert_clean
+}
+
+@test "twenty runs in a row leave nothing behind" {
+	for k in $(seq 20); do
+		run -0 --separate-stderr timeout 120 box run -- echo "run $k"
+		assert_eq "$output" "run $k"
+	done
+	assert_clean
+}
+
+@test "vm-launch refuses bad input with 125 before starting anything" {
+	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --config /nonexistent
+	assert_contains "$stderr" "cannot read --config '/nonexistent'"
+	echo '[1,2' >"$BATS_TEST_TMPDIR/bad.json"
+	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --config "$BATS_TEST_TMPDIR/bad.json"
+	assert_contains "$stderr" "is not a JSON object"
+	run -125 --separate-stderr vm-launch --kernel nope --config "$BATS_TEST_TMPDIR/bad.json"
+	assert_contains "$stderr" "kernel 'nope' not found"
+	run -125 --separate-stderr vm-launch --accel xen --config x
+	run -0 vm-launch --probe-accel --accel tcg
+	assert_eq "$(jget .accel "$output")" tcg
+}
+
+@test "box doctor reports each prerequisite and exits 0 when box run can work" {
+	run -0 box doctor
+	assert_contains "$output" "OK       qemu"
+	assert_contains "$output" "OK       kernel lean"
+	assert_contains "$output" "accelerator"
+	assert_contains "$output" "OK       image"
+}
