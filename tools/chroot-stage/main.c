@@ -591,7 +591,7 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 			return log_sys(r, "cannot bind '%s' read-only", libdirs[i]);
 	}
 	for (int i = 0; i < arg.nbinds; i++) {
-		char src[PATH_MAX], dst[PATH_MAX], full[PATH_MAX * 2];
+		char src[PATH_MAX], dst[PATH_MAX], full[PATH_MAX * 2 + 16];
 		const char *colon = strchr(arg.ro_binds[i], ':');
 		snprintf(src, sizeof(src), "%.*s", colon ? (int)(colon - arg.ro_binds[i]) : (int)strlen(arg.ro_binds[i]),
 			 arg.ro_binds[i]);

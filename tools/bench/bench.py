@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""boxkit benchmarks. Medians of several runs, ratios against a baseline
+measured in the same run.
+
+  bench.py boot     QEMU start -> guest init for lean, net and Debian's generic
+                    kernel (5 runs each), microvm, TCG
+  bench.py run      cold `box run -- true` (10 runs) against the floor: bare QEMU,
+                    same kernel, a one-line init that powers off; where the time
+                    goes; QEMU's and boxkit's memory
+"""
+import json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(TOP, "bin")
+CACHE = os.environ.get("BOXKIT_CACHE", os.path.expanduser("~/.cache/boxkit"))
+QEMU = shutil.which("qemu-system-x86_64")
+MARK = b"BOXKIT-BENCH-INIT"
+
+
+def initrd(workdir, script):
+    d = os.path.join(workdir, "initrd")
+    os.makedirs(os.path.join(d, "bin"), exist_ok=True)
+    for sub in ("proc", "sys", "dev"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(d, "bin/busybox"))
+    if not os.path.exists(os.path.join(d, "bin/sh")):
+        os.symlink("busybox", os.path.join(d, "bin/sh"))
+    with open(os.path.join(d, "init"), "w") as f:
+        f.write("#!/bin/sh\n" + script)
+    os.chmod(os.path.join(d, "init"), 0o755)
+    out = os.path.join(workdir, "initrd.gz")
+    subprocess.run(f"cd {d} && find . | cpio -o -H newc 2>/dev/null | gzip -1 > {out}", shell=True, check=True)
+    return out
+
+
+def qemu_boot(kernel, rd, until_exit=False, timeout=60):
+    """Seconds from QEMU start to the marker on the serial line (or to exit)."""
+    cmd = [QEMU, "-M", "microvm,acpi=off,rtc=on", "-accel", "tcg", "-m", "256", "-nodefaults",
+           "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+           "-kernel", kernel, "-initrd", rd, "-append", "console=ttyS0 quiet panic=-1 reboot=t"]
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    buf = b""
+    t_mark = None
+    while True:
+        chunk = p.stdout.read1(4096) if hasattr(p.stdout, "read1") else p.stdout.read(1)
+        if not chunk:
+            break
+        buf += chunk
+        if t_mark is None and MARK in buf:
+            t_mark = time.monotonic() - t0
+            if not until_exit:
+                break
+        if time.monotonic() - t0 > timeout:
+            break
+    p.kill()
+    p.wait()
+    t_exit = time.monotonic() - t0
+    return t_exit if until_exit else t_mark
+
+
+def debian_kernel(workdir):
+    """Debian's generic kernel, from the linux-image package (downloaded once)."""
+    dest = os.path.join(CACHE, "bench", "vmlinuz-debian")
+    if os.path.exists(dest):
+        return dest
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    pkg = subprocess.run("apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}'",
+                         shell=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(["apt-get", "download", pkg], cwd=workdir, check=True, capture_output=True)
+    deb = [f for f in os.listdir(workdir) if f.endswith(".deb")][0]
+    subprocess.run(["dpkg-deb", "-x", deb, "x"], cwd=workdir, check=True)
+    boot = os.path.join(workdir, "x", "boot")
+    vml = [f for f in os.listdir(boot) if f.startswith("vmlinuz")][0]
+    shutil.copy(os.path.join(boot, vml), dest)
+    return dest
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def bench_boot(n=5):
+    work = tempfile.mkdtemp()
+    rd = initrd(work, "echo BOXKIT-BENCH-INIT\n/bin/busybox reboot -f\n")
+    kernels = {}
+    for v in ("lean", "net"):
+        k = os.path.join(TOP, "build", "kernels", v, "bzImage")
+        if os.path.exists(k):
+            kernels[v] = k
+        else:
+            print(f"bench: {v} kernel not built (make kernel-{v}); skipped", file=sys.stderr)
+    try:
+        kernels["debian"] = debian_kernel(work)
+    except Exception as e:  # no package archive: say so, keep going
+        print(f"bench: Debian's kernel unavailable ({e}); skipped", file=sys.stderr)
+    res = {}
+    for name, k in kernels.items():
+        times = [qemu_boot(k, rd) for _ in range(n)]
+        res[name] = {"median_s": round(med(times), 3), "runs": [round(t, 3) for t in times],
+                     "bzimage_bytes": os.path.getsize(k)}
+    base = res.get("debian", {}).get("median_s")
+    for name, r in res.items():
+        if base:
+            r["ratio_vs_debian"] = round(r["median_s"] / base, 3)
+        print(f"boot-to-init {name:7s} median {r['median_s']:.3f} s  runs {r['runs']}  "
+              f"size {r['bzimage_bytes']}" + (f"  x{r['ratio_vs_debian']} of debian" if base else ""))
+    print(json.dumps({"bench": "boot", "results": res}))
+    shutil.rmtree(work)
+
+
+def sample_rss(pattern, stop):
+    """Peak RSS (kB) of processes whose cmdline matches pattern, until stop()."""
+    peak = {}
+    while not stop():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+                if not re.search(pattern, cmd):
+                    continue
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        kb = int(line.split()[1])
+                        key = cmd.split()[0].split("/")[-1]
+                        peak[key] = max(peak.get(key, 0), kb)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return peak
+
+
+def bench_run(n=10):
+    import threading
+    work = tempfile.mkdtemp()
+    kernel = os.path.join(TOP, "build", "kernels", "lean", "bzImage")
+    rd = initrd(work, "echo BOXKIT-BENCH-INIT\n/bin/busybox reboot -f\n")
+    floor = [qemu_boot(kernel, rd, until_exit=True) for _ in range(n)]
+    env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home"))
+    box, phases, rss = [], [], {}
+    for i in range(n):
+        done = []
+        peaks = {}
+        t = threading.Thread(target=lambda: peaks.update(sample_rss(r"qemu-system|vm-launch|/box ", lambda: done)))
+        t.start()
+        t0 = time.monotonic()
+        p = subprocess.run([os.path.join(BIN, "box"), "run", "--verbose", "--", "true"], env=env,
+                           capture_output=True, text=True)
+        box.append(time.monotonic() - t0)
+        done.append(1)
+        t.join()
+        if p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            sys.exit(1)
+        for k, v in peaks.items():
+            rss[k] = max(rss.get(k, 0), v)
+        # vm-launch's own timestamps: QEMU started, init up, workload done, QEMU gone
+        m = {k: float(v) for k, v in re.findall(r"(started as pid \d+[^(]*|init is up|exited with \d+|QEMU exited after) \(?([\d.]+) s", p.stderr)}
+        phases.append(m)
+    def pm(pat):
+        vals = [next((v for k, v in ph.items() if pat in k), None) for ph in phases]
+        vals = [v for v in vals if v is not None]
+        return round(med(vals), 3) if vals else None
+    res = {"floor_median_s": round(med(floor), 3), "box_run_true_median_s": round(med(box), 3)}
+    res["ratio"] = round(res["box_run_true_median_s"] / res["floor_median_s"], 3)
+    res["vm_launch_phases_median_s"] = {"qemu_started": pm("started"), "guest_init_up": pm("init is up"),
+                                         "workload_done": pm("exited with"), "qemu_gone": pm("QEMU exited")}
+    res["peak_rss_kb"] = rss
+    print(f"floor (bare QEMU, lean kernel, init that powers off): median {res['floor_median_s']:.3f} s")
+    print(f"box run -- true: median {res['box_run_true_median_s']:.3f} s  ratio x{res['ratio']}")
+    print(f"vm-launch phases (median, from vm-launch start): {res['vm_launch_phases_median_s']}")
+    print(f"peak RSS kB: {rss}")
+    print(json.dumps({"bench": "run", "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "run"
+    {"boot": bench_boot, "run": bench_run}[what]()
