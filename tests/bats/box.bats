@@ -126,7 +126,7 @@ assert_clean() {
 	k=$BATS_TEST_TMPDIR/kernels
 	mkdir -p "$k/lean"
 	# a real kernel with its init taken away panics: give it a broken one
-	head -c 2000000 /dev/urandom >"$k/lean/bzImage"
+	head -c 2000000 /dev/urandom >"$k/lean/vmlinux"
 	BOXKIT_KERNEL_DIR=$k run -125 --separate-stderr timeout 120 box run -- true
 	assert_contains "$stderr" "console log tail"
 	assert_clean

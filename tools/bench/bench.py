@@ -88,6 +88,7 @@ def bench_boot(n=5):
         k = os.path.join(TOP, "build", "kernels", v, "bzImage")
         if os.path.exists(k):
             kernels[v] = k
+            kernels[v + "-pvh"] = os.path.join(TOP, "build", "kernels", v, "vmlinux")
         else:
             print(f"bench: {v} kernel not built (make kernel-{v}); skipped", file=sys.stderr)
     try:
@@ -103,7 +104,7 @@ def bench_boot(n=5):
     for name, r in res.items():
         if base:
             r["ratio_vs_debian"] = round(r["median_s"] / base, 3)
-        print(f"boot-to-init {name:7s} median {r['median_s']:.3f} s  runs {r['runs']}  "
+        print(f"boot-to-init {name:9s} median {r['median_s']:.3f} s  runs {r['runs']}  "
               f"size {r['bzimage_bytes']}" + (f"  x{r['ratio_vs_debian']} of debian" if base else ""))
     print(json.dumps({"bench": "boot", "results": res}))
     shutil.rmtree(work)
@@ -134,7 +135,7 @@ def sample_rss(pattern, stop):
 def bench_run(n=10):
     import threading
     work = tempfile.mkdtemp()
-    kernel = os.path.join(TOP, "build", "kernels", "lean", "bzImage")
+    kernel = os.path.join(TOP, "build", "kernels", "lean", "vmlinux")  # what box run boots
     rd = initrd(work, "echo BOXKIT-BENCH-INIT\n/bin/busybox reboot -f\n")
     floor = [qemu_boot(kernel, rd, until_exit=True) for _ in range(n)]
     env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home"))

@@ -175,7 +175,7 @@ int probe_print(const char *home)
 		snprintf(kernel, sizeof(kernel), "%s", k);
 	else {
 		char name[64];
-		snprintf(name, sizeof(name), "%s/bzImage", arg.kernel ? arg.kernel : "lean");
+		snprintf(name, sizeof(name), "%s/vmlinux", arg.kernel ? arg.kernel : "lean");
 		if (artifact_path("BOXKIT_KERNEL_DIR", "kernels", name, kernel, sizeof(kernel)) < 0 || access(kernel, R_OK) < 0) {
 			log_error("no kernel to probe with: run 'make kernel-lean'");
 			return EXIT_LAUNCH;
