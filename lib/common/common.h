@@ -129,4 +129,12 @@ static inline void json_putp(struct json_object **o)
  * write, fsync, fchmod(mode), renameat. Unlinks the temp on failure. */
 int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 
+/* ---- unix sockets beneath a directory, whatever its path length ---- */
+/* sun_path holds 107 bytes: a chroot path plus a socket name passes that
+ * easily. These bind/connect to dirfd/name through /proc/self/fd/<dirfd>/name,
+ * which is short whatever dirfd's path is. name is one component. Return a
+ * socket fd (SOCK_STREAM, CLOEXEC; listening for the bind) or -errno. */
+int unix_listen_beneath(int dirfd, const char *name, int backlog);
+int unix_connect_beneath(int dirfd, const char *name);
+
 #endif

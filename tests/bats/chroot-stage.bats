@@ -153,3 +153,19 @@ create() { chroot-stage create --base "$B" --id "${ID-vm1}" --vmm "$Q" --uid "$U
 	assert_contains "$stderr" "is a mount point; leaving it"
 	assert_eq "$(cat "$V/file")" keep
 }
+
+@test "sockets in a chroot under a 150-character base path bind and connect" {
+	long=$BATS_TEST_TMPDIR/$(printf 'b%.0s' $(seq 150))
+	[ "${#long}" -gt 150 ]
+	chroot-stage create --base "$long" --id vm1 --vmm "$Q" --uid "$U" --gid "$G" >"$BATS_TEST_TMPDIR/j.json"
+	dir=$(jq -r .root "$BATS_TEST_TMPDIR/j.json")/run
+	# the plain path does not fit in sun_path
+	run ! python3 -c "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$dir/vmm.sock"
+	assert_contains "$output" "too long"
+	# lib/common's helper binds and connects through /proc/self/fd/N/NAME
+	run -0 "$TEST_HELPERS/sockpath" "$dir" vmm.sock
+	assert_eq "$output" "$dir/vmm.sock"
+	[ -S "$dir/vmm.sock" ]
+	run -0 chroot-stage destroy --base "$long" --id vm1
+	assert_eq "$(ls -A "$long")" ""
+}

@@ -2,6 +2,7 @@
 # BIN_DIR is overridable so the same suite runs against the sanitizer build.
 : "${BIN_DIR:=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/bin}"
 TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+: "${TEST_HELPERS:=$TOP/build/obj/tests}"
 export PATH="$BIN_DIR:$PATH"
 bats_require_minimum_version 1.5.0
 
