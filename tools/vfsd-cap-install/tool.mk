@@ -1,0 +1,1 @@
+vfsd-cap-install_PKGS := json-c libcap libcrypto
