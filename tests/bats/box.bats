@@ -174,10 +174,3 @@ assert_clean() {
 	assert_contains "$output" "OK       image"
 }
 
-@test "-v: a host path is refused as such; a managed volume is refused until shares exist" {
-	run -125 --separate-stderr box run -v /etc:/host -- true
-	assert_contains "$stderr" "host bind mounts are not supported"
-	run -125 --separate-stderr box run -v data:/data -- true
-	assert_contains "$stderr" "need virtiofs shares"
-	[ ! -e "$BOXKIT_HOME/volumes/named/data" ]
-}

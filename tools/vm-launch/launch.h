@@ -18,6 +18,11 @@ struct volume {
 	bool is_file, readonly;
 	char file_name[256];
 	char source[4096];
+	char share_dir[4200];  /* what virtiofsd serves: the volume, or a staging dir */
+	bool staged;           /* share_dir is this run's staging dir for a file */
+	char sock_name[32];    /* in the socket directory */
+	char sock_in_vmm[4200]; /* the path QEMU connects to */
+	pid_t vfsd;
 };
 
 struct vm {
@@ -41,7 +46,15 @@ struct vm {
 	struct timespec t0;
 	struct volume *vols;
 	int nvols;
+	int sockdir; /* O_PATH fd of the directory holding the vhost-user sockets */
 };
+
+/* shares.c: one virtiofsd per volume */
+int shares_prepare(struct vm *vm, const char *home);
+int shares_start(struct vm *vm, const char *home);
+/* a virtiofsd that exited: returns its volume index or -1 */
+int shares_reap(struct vm *vm, pid_t pid, int status, bool complain);
+void shares_stop(struct vm *vm);
 
 int vm_prepare(struct vm *vm, const char *home, char **config, size_t *config_len);
 int vm_start(struct vm *vm);

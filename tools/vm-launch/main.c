@@ -162,7 +162,7 @@ static int relay(struct vm *vm, const char *config, size_t config_len)
 {
 	struct frame_buf in = { 0 };
 	int status = -1;
-	bool stdin_open = true, qemu_gone = false, timed_out = false;
+	bool stdin_open = true, qemu_gone = false, timed_out = false, share_failed = false;
 	char fail[1024] = "";
 	int caught = 0;
 	sigset_t mask;
@@ -199,10 +199,19 @@ static int relay(struct vm *vm, const char *config, size_t config_len)
 			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGCHLD) {
 					int st;
-					if (waitpid(vm->qemu, &st, WNOHANG) == vm->qemu) {
-						qemu_gone = true;
-						vm->qemu = -1;
-						vm->qemu_status = st;
+					pid_t w;
+					while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+						if (w == vm->qemu) {
+							qemu_gone = true;
+							vm->qemu = -1;
+							vm->qemu_status = st;
+						} else if (shares_reap(vm, w, st, status < 0) >= 0 && status < 0 && vm->qemu > 0 &&
+							   !share_failed) {
+							/* a daemon that refuses or dies before the workload is done fails
+							 * the run loudly (after it, the guest's reboot ends them) */
+							share_failed = true;
+							vm_kill(vm);
+						}
 					}
 				} else if (!caught) {
 					caught = (int)si.ssi_signo;
@@ -277,7 +286,7 @@ static int relay(struct vm *vm, const char *config, size_t config_len)
 	log_debug("QEMU exited after %.3f s", vm_elapsed(vm));
 	if (caught)
 		return 128 + caught;
-	if (timed_out)
+	if (timed_out || share_failed)
 		return EXIT_LAUNCH;
 	if (fail[0]) {
 		log_error("guest init failed: %s", fail);
@@ -295,7 +304,7 @@ static int relay(struct vm *vm, const char *config, size_t config_len)
 int main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *config = NULL;
-	struct vm vm = { .ctl = -1, .qemu = -1 };
+	struct vm vm = { .ctl = -1, .qemu = -1, .sockdir = -1 };
 	size_t config_len = 0;
 	sigset_t mask;
 	int r;
@@ -321,6 +330,8 @@ int main(int argc, char **argv)
 		return r;
 	}
 	r = vm_prepare(&vm, home, &config, &config_len);
+	if (r == 0)
+		r = shares_start(&vm, home);
 	if (r == 0)
 		r = vm_start(&vm);
 	if (r == 0)

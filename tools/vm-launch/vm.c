@@ -178,6 +178,8 @@ int vm_prepare(struct vm *vm, const char *home, char **config, size_t *config_le
 	}
 	if (arg.chroot_json && (r = load_chroot(vm)))
 		return r;
+	if (arg.volumes && (r = shares_prepare(vm, home)))
+		return r;
 	const char *why = NULL;
 	if ((r = accel_choose(home, arg.qemu, vm->kernel, arg.accel, &vm->accel, &why)))
 		return r;
@@ -268,7 +270,8 @@ int vm_start(struct vm *vm)
 {
 	int sv[2], errp[2];
 	char mem[32], smp[32], fdopt[64], drive0[4300], drive1[4300], machine[128], accel[64];
-	char *argv[64];
+	char *argv[64 + 4 * 64];
+	char memobj[128], shareargs[64][2][4400];
 	int n = 0;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -285,7 +288,10 @@ int vm_start(struct vm *vm)
 	snprintf(mem, sizeof(mem), "%ld", arg.memory);
 	snprintf(smp, sizeof(smp), "%ld", arg.cpus);
 	snprintf(fdopt, sizeof(fdopt), "socket,id=ctl,fd=%d", qfd);
-	snprintf(machine, sizeof(machine), "microvm,acpi=off,rtc=on");
+	snprintf(machine, sizeof(machine), "microvm,acpi=off,rtc=on%s", vm->nvols ? ",memory-backend=mem" : "");
+	snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,size=%ldM,share=on", arg.memory);
+	if (vm->nvols > 64)
+		return log_error("at most 64 volumes"), EXIT_LAUNCH;
 	snprintf(accel, sizeof(accel), "%s", vm->accel);
 	const char *kernel = vm->jailed ? vm->kernel_in : vm->kernel;
 	snprintf(drive0, sizeof(drive0), "id=sys,file=%s,format=raw,if=none,readonly=on",
@@ -341,6 +347,20 @@ int vm_start(struct vm *vm)
 	add(argv, &n, fdopt);
 	add(argv, &n, "-device");
 	add(argv, &n, "virtserialport,chardev=ctl,name=" FRAME_PORT_NAME);
+	if (vm->nvols) {
+		/* vhost-user needs guest memory QEMU can share with the daemons */
+		add(argv, &n, "-object");
+		add(argv, &n, memobj);
+	}
+	for (int i = 0; i < vm->nvols; i++) {
+		snprintf(shareargs[i][0], sizeof(shareargs[i][0]), "socket,id=vfs%d,path=%s", i, vm->vols[i].sock_in_vmm);
+		snprintf(shareargs[i][1], sizeof(shareargs[i][1]), "vhost-user-fs-device,chardev=vfs%d,tag=%s", i,
+			 vm->vols[i].tag);
+		add(argv, &n, "-chardev");
+		add(argv, &n, shareargs[i][0]);
+		add(argv, &n, "-device");
+		add(argv, &n, shareargs[i][1]);
+	}
 	argv[n] = NULL;
 	if (log_get_level() >= LOG_DEBUG) {
 		char line[8192];
@@ -424,6 +444,7 @@ void vm_cleanup(struct vm *vm)
 		waitpid(vm->qemu, NULL, 0);
 		vm->qemu = -1;
 	}
+	shares_stop(vm);
 	if (vm->ctl >= 0)
 		close(vm->ctl);
 	vm->ctl = -1;
