@@ -137,6 +137,7 @@ static void mount_volume(char *spec)
 	if (!name || strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, "."))
 		die("bad file volume name");
 	snprintf(stage, sizeof(stage), RUN "/stage-%s", tag);
+	mkdir_p(RUN);
 	mkdir(stage, 0700);
 	if (mount(tag, stage, "virtiofs", flags, NULL) < 0)
 		die("mount virtiofs %s: %s", tag, strerror(errno));

@@ -286,13 +286,13 @@ static int relay(struct vm *vm, const char *config, size_t config_len)
 	log_debug("QEMU exited after %.3f s", vm_elapsed(vm));
 	if (caught)
 		return 128 + caught;
-	if (timed_out || share_failed)
-		return EXIT_LAUNCH;
 	if (fail[0]) {
 		log_error("guest init failed: %s", fail);
 		print_console_tail(vm->console);
 		return EXIT_LAUNCH;
 	}
+	if (timed_out || share_failed)
+		return EXIT_LAUNCH;
 	if (status < 0) {
 		log_error("the VM stopped without reporting an exit status (kernel panic or init failure)");
 		print_console_tail(vm->console);

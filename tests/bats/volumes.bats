@@ -1,0 +1,173 @@
+#!/usr/bin/env bats
+# Volumes in the VM, end to end (TCG): virtiofs shares of managed volumes,
+# file-level mounts, and a bounded descriptor count with mandatory file handles.
+load helpers
+
+setup() {
+	need_root
+	[ -f "$TOP/build/kernels/lean/vmlinux" ] || skip "lean kernel not built: run 'make kernel-lean'"
+	[ -f "$TOP/build/images/system.ext4" ] || skip "guest images not built: run 'make image'"
+	[ -x "$TOP/build/virtiofsd/virtiofsd" ] || skip "no provisioned virtiofsd: run 'make deps'"
+	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home
+	N=$BOXKIT_HOME/volumes/named
+}
+
+teardown() {
+	[ -d "${BOXKIT_HOME:-/nonexistent}" ] || return 0
+	box gc >/dev/null 2>&1 || true
+	grep -o " $BOXKIT_HOME/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+
+assert_clean() {
+	sleep 0.2
+	! pgrep -f "qemu-system-x86_64.*boxkit-init" >/dev/null
+	! pgrep -x virtiofsd >/dev/null || { pgrep -af virtiofsd >&2; false; }
+	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo
+	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs (and staging dirs)"
+	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
+}
+
+boxrun() { timeout 300 box run "$@"; }
+
+@test "a named volume written in one run is read back in the next" {
+	run -0 --separate-stderr boxrun -v keep:/data -- sh -c 'echo persisted >/data/note'
+	run -0 --separate-stderr boxrun -v keep:/other -- cat /other/note
+	assert_eq "$output" persisted
+	assert_eq "$(cat "$N/keep/note")" persisted
+	assert_clean
+}
+
+@test "an anonymous volume is gone after its run" {
+	run -0 --separate-stderr boxrun -v /scratch -- sh -c 'echo x >/scratch/f && ls /scratch'
+	assert_eq "$output" f
+	assert_eq "$(ls -A "$BOXKIT_HOME/volumes/anonymous")" ""
+	assert_clean
+}
+
+@test "a read-only volume refuses writes (EROFS) and the host is unchanged" {
+	mkdir -p "$N/ro" && echo original >"$N/ro/f"
+	before=$(stat -c '%i %Y %a' "$N/ro/f")
+	run -1 --separate-stderr boxrun -v ro:/data:ro -- sh -c 'echo changed >/data/f'
+	assert_contains "$stderr" "Read-only file system"
+	run -1 --separate-stderr boxrun -v ro:/data:ro -- touch /data/new
+	assert_contains "$stderr" "Read-only file system"
+	assert_eq "$(cat "$N/ro/f")" original
+	assert_eq "$(stat -c '%i %Y %a' "$N/ro/f")" "$before"
+	[ ! -e "$N/ro/new" ]
+}
+
+@test "a hand-written volume naming /etc is refused by vm-launch before any VM starts" {
+	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
+	mkdir -p "$BOXKIT_HOME"
+	echo '{"spec":"x","kind":"named","name":"x","source":"/etc","target":"/data","readonly":false,"type":"directory","tag":"vol_1"}' >"$BATS_TEST_TMPDIR/v.jsonl"
+	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
+	assert_contains "$stderr" "volume source '/etc' (resolved '/etc') is not a boxkit-managed volume directory"
+	assert_contains "$stderr" "no VM was started"
+	! pgrep -x virtiofsd
+	[ ! -e "$BOXKIT_HOME/run" ] || assert_eq "$(ls -A "$BOXKIT_HOME/run")" ""
+}
+
+@test "O_CREAT|O_EXCL works in the guest and new files belong to the VM's uid on the host" {
+	run -0 --separate-stderr boxrun -v own:/data -- sh -c 'set -C; echo a >/data/x && { echo b >/data/x && echo CLOBBERED || echo EXCL-OK; }; mkdir /data/d; echo y >/data/d/z'
+	assert_contains "$output" EXCL-OK
+	! grep -q CLOBBERED <<<"$output"
+	u=$(id -u boxkit-vm)
+	assert_eq "$(stat -c %u "$N/own/x") $(stat -c %u "$N/own/d") $(stat -c %u "$N/own/d/z")" "$u $u $u" "owners"
+	[ "$u" != 0 ]
+}
+
+file_vol() { # NAME FILE CONTENT MODE
+	mkdir -p "$N/$1"
+	printf '%s' "$3" >"$N/$1/$2"
+	chmod "$4" "$N/$1/$2"
+}
+
+@test "file mount: only the file is reachable; no staging share left in the guest; .. stays in the guest" {
+	file_vol fv app.conf secret-config 0644
+	echo beside >"$N/fv/beside-marker"
+	run -0 --separate-stderr boxrun -v 'type=volume,src=fv,dst=/etc/app.conf,volume-subpath=app.conf' -- sh -c '
+		cat /etc/app.conf; echo
+		grep -c virtiofs /proc/mounts
+		grep -c stage /proc/mounts
+		find / -xdev -name beside-marker 2>/dev/null | wc -l
+		find / -name beside-marker 2>/dev/null | wc -l
+		ls /etc/.. | grep -c "^etc$"'
+	assert_eq "$(sed -n 1p <<<"$output")" secret-config
+	assert_eq "$(sed -n 2p <<<"$output")" 1 "virtiofs mounts (the file itself)"
+	assert_eq "$(sed -n 3p <<<"$output")" 0 "staging mounts"
+	assert_eq "$(sed -n 4p <<<"$output")" 0 "beside-marker on /"
+	assert_eq "$(sed -n 5p <<<"$output")" 0 "beside-marker anywhere"
+	assert_eq "$(sed -n 6p <<<"$output")" 1 "/etc/.. is the guest's root"
+	assert_clean
+}
+
+@test "file mount: the staging share holds only the mounted file, and is gone after the run" {
+	file_vol fs app.conf data 0644
+	echo beside >"$N/fs/beside-marker"
+	timeout 300 box run -v 'type=volume,src=fs,dst=/app.conf,volume-subpath=app.conf' -- sleep 6 &
+	bp=$!
+	for _ in $(seq 100); do ls -d "$BOXKIT_HOME"/run/box-*/stage-fm_* >/dev/null 2>&1 && break; sleep 0.1; done
+	stage=$(ls -d "$BOXKIT_HOME"/run/box-*/stage-fm_*)
+	assert_eq "$(ls -A "$stage")" app.conf "staging dir content"
+	assert_eq "$(stat -c %i "$stage/app.conf")" "$(stat -c %i "$N/fs/app.conf")" "hard link"
+	assert_eq "$(stat -c %a "$stage")" 700
+	wait "$bp"
+	[ ! -e "$stage" ]
+	assert_clean
+}
+
+@test "file mount read-only: write and chmod refused, host content and mode unchanged" {
+	file_vol fr f.txt hostdata 0640
+	before=$(stat -c '%a %Y' "$N/fr/f.txt")
+	run --separate-stderr boxrun -v 'type=volume,src=fr,dst=/f.txt,volume-subpath=f.txt,readonly' -- sh -c '
+		echo evil >/f.txt && echo WROTE; chmod 777 /f.txt && echo CHMODDED; mount -o remount,rw /f.txt && echo REMOUNTED; cat /f.txt'
+	! grep -q "WROTE\|CHMODDED\|REMOUNTED" <<<"$output"
+	assert_contains "$output" hostdata
+	assert_contains "$stderr" "Read-only file system"
+	assert_eq "$(cat "$N/fr/f.txt")" hostdata
+	assert_eq "$(stat -c '%a %Y' "$N/fr/f.txt")" "$before"
+}
+
+@test "two file mounts into one guest directory; a second run does not see the first's staging" {
+	file_vol f2 a.txt AAA 0644
+	file_vol f2b b.txt BBB 0644
+	run -0 --separate-stderr boxrun -v 'src=f2,dst=/cfg/a.txt,volume-subpath=a.txt' -v 'src=f2b,dst=/cfg/b.txt,volume-subpath=b.txt' -- sh -c 'cat /cfg/a.txt /cfg/b.txt'
+	assert_eq "$output" AAABBB
+	assert_clean
+	# a new run with only b: nothing of the first run's staging (a.txt) is there
+	run -0 --separate-stderr boxrun -v 'src=f2b,dst=/cfg/b.txt,volume-subpath=b.txt' -- sh -c 'ls /cfg; find / -name a.txt 2>/dev/null | wc -l'
+	assert_eq "$output" "b.txt
+0"
+	assert_clean
+}
+
+# fd_peak TAGSRC: the largest descriptor count of the virtiofsd serving the named volume, sampled as root
+fd_peak_during() {
+	local peak=0 n p
+	"$@" >"$BATS_TEST_TMPDIR/walk.out" &
+	local bp=$!
+	while kill -0 "$bp" 2>/dev/null; do
+		for p in $(pgrep -x virtiofsd); do
+			n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
+			[ "$n" -gt "$peak" ] && peak=$n
+		done
+		sleep 0.3
+	done
+	wait "$bp"
+	echo "$peak"
+}
+
+@test "descriptors: walking 10000 files twice keeps virtiofsd under 100 fds with mandatory handles; never grows past 10000" {
+	mkdir -p "$N/many"
+	(cd "$N/many" && for d in $(seq 0 99); do mkdir "d$d"; (cd "d$d" && touch $(seq -f "f%g" 0 99)); done)
+	walk='for k in 1 2; do find /data -type f | wc -l; done; ls -lR /data >/dev/null; sleep 2'
+	peak=$(fd_peak_during timeout 600 box run -v many:/data -- sh -c "$walk")
+	echo "mandatory: peak $peak descriptors" >&3
+	assert_eq "$(head -2 "$BATS_TEST_TMPDIR/walk.out" | tr '\n' ' ')" "10000 10000 " "files seen by the guest"
+	[ "$peak" -gt 0 ]
+	[ "$peak" -lt 100 ]
+	peak_never=$(BOXKIT_TEST_VFSD_HANDLES=never fd_peak_during timeout 600 box run -v many:/data -- sh -c "$walk")
+	echo "never: peak $peak_never descriptors" >&3
+	[ "$peak_never" -gt 10000 ]
+	assert_clean
+}
