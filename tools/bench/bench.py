@@ -176,6 +176,71 @@ def bench_run(n=10):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def sample_vfsd(stop, out):
+    """Peak RSS (kB) and descriptor count of virtiofsd processes."""
+    while not stop():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                if open(f"/proc/{pid}/comm").read().strip() != "virtiofsd":
+                    continue
+                fds = len(os.listdir(f"/proc/{pid}/fd"))
+                rss = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))
+                out["fds"] = max(out.get("fds", 0), fds)
+                out["rss_kb"] = max(out.get("rss_kb", 0), rss)
+            except (OSError, StopIteration):
+                pass
+        time.sleep(0.1)
+
+
+def bench_volumes(n=5):
+    import threading
+    work = tempfile.mkdtemp()
+    env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home"))
+    box = os.path.join(BIN, "box")
+
+    def timed(args):
+        t0 = time.monotonic()
+        p = subprocess.run([box, "run"] + args, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            sys.exit(1)
+        return time.monotonic() - t0, p.stdout
+
+    plain = [timed(["--", "true"])[0] for _ in range(n)]
+    share = [timed(["-v", "benchvol:/data", "--", "true"])[0] for _ in range(n)]
+    ms = "$(($(date +%s%N)/1000000))"
+    script = (f"mkdir -p /data/s; t={ms}; dd if=/dev/zero of=/data/big bs=1M count=256 conv=fsync 2>/dev/null; echo write_share_ms=$(({ms}-t)); "
+              f"sync; echo 3 >/proc/sys/vm/drop_caches; t={ms}; dd if=/data/big of=/dev/null bs=1M 2>/dev/null; echo read_share_ms=$(({ms}-t)); "
+              f"t={ms}; dd if=/dev/zero of=/tmp/big bs=1M count=256 2>/dev/null; echo write_tmpfs_ms=$(({ms}-t)); "
+              f"t={ms}; dd if=/tmp/big of=/dev/null bs=1M 2>/dev/null; echo read_tmpfs_ms=$(({ms}-t)); "
+              f"cd /data/s; t={ms}; seq 10000 | xargs touch; echo create_10000_ms=$(({ms}-t)); "
+              f"echo 3 >/proc/sys/vm/drop_caches; t={ms}; find /data/s -type f | xargs stat >/dev/null; echo stat_10000_ms=$(({ms}-t)); "
+              f"rm -rf /data/s /data/big")
+    done, vf = [], {}
+    t = threading.Thread(target=sample_vfsd, args=(lambda: done, vf))
+    t.start()
+    _, out = timed(["--privileged", "-v", "benchvol:/data", "--", "sh", "-c", script])
+    done.append(1)
+    t.join()
+    io = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", out)}
+    res = {"box_run_true_median_s": round(med(plain), 3), "box_run_share_true_median_s": round(med(share), 3),
+           "share_cost_s": round(med(share) - med(plain), 3), "ratio": round(med(share) / med(plain), 3),
+           "io_ms": io, "virtiofsd_peak": vf}
+    mb = 256.0
+    for k in ("write_share", "read_share", "write_tmpfs", "read_tmpfs"):
+        if io.get(k + "_ms"):
+            res.setdefault("MiB_per_s", {})[k] = round(mb / (io[k + "_ms"] / 1000.0), 1)
+    print(f"box run -- true {res['box_run_true_median_s']} s; with one share {res['box_run_share_true_median_s']} s "
+          f"(+{res['share_cost_s']} s, x{res['ratio']})")
+    print(f"256 MiB sequential (MiB/s): {res.get('MiB_per_s')}")
+    print(f"10000 small files: create {io.get('create_10000_ms')} ms, stat {io.get('stat_10000_ms')} ms")
+    print(f"virtiofsd peak: {vf}")
+    print(json.dumps({"bench": "volumes", "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "run"
-    {"boot": bench_boot, "run": bench_run}[what]()
+    {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes}[what]()
