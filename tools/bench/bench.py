@@ -143,7 +143,7 @@ def bench_run(n=10):
     for i in range(n):
         done = []
         peaks = {}
-        t = threading.Thread(target=lambda: peaks.update(sample_rss(r"qemu-system|vm-launch|/box ", lambda: done)))
+        t = threading.Thread(target=lambda: peaks.update(sample_rss(r"qemu-system|vm-launch|/box ", lambda: done)), daemon=True)
         t.start()
         t0 = time.monotonic()
         p = subprocess.run([os.path.join(BIN, "box"), "run", "--verbose", "--", "true"], env=env,
@@ -210,7 +210,7 @@ def bench_volumes(n=5):
 
     plain = [timed(["--", "true"])[0] for _ in range(n)]
     share = [timed(["-v", "benchvol:/data", "--", "true"])[0] for _ in range(n)]
-    ms = "$(($(date +%s%N)/1000000))"
+    ms = "$(awk '{print int($1*1000)}' /proc/uptime)"  # busybox date has no %N
     script = (f"mkdir -p /data/s; t={ms}; dd if=/dev/zero of=/data/big bs=1M count=256 conv=fsync 2>/dev/null; echo write_share_ms=$(({ms}-t)); "
               f"sync; echo 3 >/proc/sys/vm/drop_caches; t={ms}; dd if=/data/big of=/dev/null bs=1M 2>/dev/null; echo read_share_ms=$(({ms}-t)); "
               f"t={ms}; dd if=/dev/zero of=/tmp/big bs=1M count=256 2>/dev/null; echo write_tmpfs_ms=$(({ms}-t)); "
@@ -219,7 +219,7 @@ def bench_volumes(n=5):
               f"echo 3 >/proc/sys/vm/drop_caches; t={ms}; find /data/s -type f | xargs stat >/dev/null; echo stat_10000_ms=$(({ms}-t)); "
               f"rm -rf /data/s /data/big")
     done, vf = [], {}
-    t = threading.Thread(target=sample_vfsd, args=(lambda: done, vf))
+    t = threading.Thread(target=sample_vfsd, args=(lambda: done, vf), daemon=True)
     t.start()
     _, out = timed(["--privileged", "-v", "benchvol:/data", "--", "sh", "-c", script])
     done.append(1)
