@@ -129,6 +129,18 @@ static inline void json_putp(struct json_object **o)
  * write, fsync, fchmod(mode), renameat. Unlinks the temp on failure. */
 int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 
+/* ---- processes ---- */
+/* The directory this program's binary is in (from /proc/self/exe). */
+int self_dir(char *out, size_t outlen);
+/* Run path with argv (stdin /dev/null, signals unblocked), capture its stdout
+ * (and stderr too when merge_stderr) into out, NUL-terminated, at most
+ * outlen-1 bytes (the rest is read and dropped). Returns the exit status,
+ * 128+N for signal N, 127 when it could not be executed, or -errno. */
+int run_capture(const char *path, char *const argv[], bool merge_stderr, char *out, size_t outlen);
+/* In a child about to exec: empty the bounding set except keep_cap (-1 for
+ * none), drop supplementary groups, then become uid:gid for good. 0 or -errno. */
+int drop_to_user(uid_t uid, gid_t gid, int keep_cap);
+
 /* ---- unix sockets beneath a directory, whatever its path length ---- */
 /* sun_path holds 107 bytes: a chroot path plus a socket name passes that
  * easily. These bind/connect to dirfd/name through /proc/self/fd/<dirfd>/name,

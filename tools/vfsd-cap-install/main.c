@@ -91,34 +91,10 @@ static int digest_fd(int fd, char out[65])
 }
 
 /* Run SRC with one argument, capture stdout+stderr (first 64 KiB). */
-static int run_capture(const char *src, const char *a1, char *out, size_t outlen)
+static int run_one(const char *src, const char *a1, char *out, size_t outlen)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		dup2(nul, 0);
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		execl(src, src, a1, (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	size_t have = 0;
-	ssize_t n;
-	while ((n = read(p[0], out + have, outlen - 1 - have)) > 0 && have + (size_t)n < outlen - 1)
-		have += (size_t)n;
-	if (n > 0)
-		have += (size_t)n;
-	out[have] = 0;
-	close(p[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	char *argv[] = { (char *)src, (char *)a1, NULL };
+	return run_capture(src, argv, true, out, outlen);
 }
 
 struct source {
@@ -142,9 +118,7 @@ static int find_source(struct source *s)
 		else {
 			/* the copy make deps provisions: <top>/build/virtiofsd/virtiofsd */
 			char exe[PATH_MAX];
-			ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-			if (k > 0) {
-				exe[k] = 0;
+			if (self_dir(exe, sizeof(exe)) == 0) {
 				for (int up = 0; up < 3; up++) {
 					char *sl = strrchr(exe, '/');
 					if (!sl)
@@ -179,12 +153,12 @@ static int find_source(struct source *s)
 			return EXIT_REFUSED;
 		}
 		char buf[65536];
-		run_capture(s->path, "--version", buf, sizeof(buf));
+		run_one(s->path, "--version", buf, sizeof(buf));
 		char *nl = strchr(buf, '\n');
 		if (nl)
 			*nl = 0;
 		snprintf(s->version, sizeof(s->version), "%.120s", buf);
-		run_capture(s->path, "--help", buf, sizeof(buf));
+		run_one(s->path, "--help", buf, sizeof(buf));
 		s->handles = strstr(buf, "--inode-file-handles") != NULL;
 		cleanup_close int fd = open(s->path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || digest_fd(fd, s->digest) < 0)

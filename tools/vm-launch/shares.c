@@ -10,7 +10,6 @@
 #include "launch.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
@@ -19,41 +18,15 @@
 #include <sys/wait.h>
 #include <linux/capability.h>
 
-/* run PROG (beside this binary) with args; stdout captured into out */
+/* run TOOL (beside this binary) with args; stdout captured into out */
 static int run_tool(const char *tool, char *const argv[], char *out, size_t outlen)
 {
-	char exe[PATH_MAX], path[PATH_MAX + 64];
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (k < 0)
-		return -errno;
-	exe[k] = 0;
-	*strrchr(exe, '/') = 0;
-	snprintf(path, sizeof(path), "%s/%s", exe, tool);
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		sigset_t all;
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		dup2(p[1], 1);
-		execv(path, argv);
-		_exit(127);
-	}
-	close(p[1]);
-	size_t have = 0;
-	ssize_t n;
-	while (have < outlen - 1 && (n = read(p[0], out + have, outlen - 1 - have)) > 0)
-		have += (size_t)n;
-	out[have] = 0;
-	close(p[0]);
-	int st;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+	int r = self_dir(dir, sizeof(dir));
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/%s", dir, tool);
+	return run_capture(path, argv, false, out, outlen);
 }
 
 int shares_prepare(struct vm *vm, const char *home)
@@ -151,15 +124,9 @@ static int start_one(struct vm *vm, struct volume *vol, int wfd, int idx)
 		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (nul < 0 || dup2(nul, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 || dup2(lfd, 3) < 0)
 			_exit(125);
-		if (vm->jailed) {
-			/* no capability but the one the copy's file capability grants */
-			for (int c = 0; c <= CAP_LAST_CAP; c++)
-				if (c != CAP_DAC_READ_SEARCH && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-					_exit(125);
-			if (setgroups(0, NULL) < 0 || setresgid(vm->gid, vm->gid, vm->gid) < 0 ||
-			    setresuid(vm->uid, vm->uid, vm->uid) < 0)
-				_exit(125);
-		}
+		/* no capability but the one the copy's file capability grants */
+		if (vm->jailed && drop_to_user(vm->uid, vm->gid, CAP_DAC_READ_SEARCH) < 0)
+			_exit(125);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 			_exit(125);
 		/* no no_new_privs here: it would void the file capability */

@@ -4,7 +4,6 @@
 #include "launch.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -33,13 +32,10 @@ int artifact_path(const char *envvar, const char *sub, const char *name, char *o
 		snprintf(out, outlen, "%s/%s", e, name);
 		return 0;
 	}
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n < 0)
-		return -errno;
-	exe[n] = 0;
 	/* <top>/bin/vm-launch or <top>/build/asan/bin/vm-launch */
-	char *s = strrchr(exe, '/');
-	*s = 0;
+	int r = self_dir(exe, sizeof(exe));
+	if (r < 0)
+		return r;
 	for (int up = 0; up < 3; up++) {
 		char cand[PATH_MAX + 64];
 		snprintf(cand, sizeof(cand), "%s/build/%s", exe, sub);
@@ -48,7 +44,7 @@ int artifact_path(const char *envvar, const char *sub, const char *name, char *o
 			snprintf(out, outlen, "%s/%s", cand, name);
 			return 0;
 		}
-		s = strrchr(exe, '/');
+		char *s = strrchr(exe, '/');
 		if (!s)
 			break;
 		*s = 0;
@@ -386,11 +382,7 @@ int vm_start(struct vm *vm)
 				child_fail(errp[1], "chroot");
 			if (chdir("/") < 0)
 				child_fail(errp[1], "chdir");
-			for (int c = 0; c <= CAP_LAST_CAP; c++)
-				if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-					child_fail(errp[1], "cannot drop the bounding set");
-			if (setgroups(0, NULL) < 0 || setresgid(vm->gid, vm->gid, vm->gid) < 0 ||
-			    setresuid(vm->uid, vm->uid, vm->uid) < 0)
+			if (drop_to_user(vm->uid, vm->gid, -1) < 0)
 				child_fail(errp[1], "cannot drop to the VM's uid");
 		}
 		/* after the uid change: a credential change clears the death signal */
