@@ -84,6 +84,12 @@ bool is_enospc(int err);
 /* Resolve the boxkit home: explicit, else $BOXKIT_HOME, else
  * $XDG_DATA_HOME/boxkit, else $HOME/.local/share/boxkit. Caller frees. */
 int boxkit_home(const char *explicit_home, char **out);
+/* The same, canonical: absolute, symlinks in it resolved, no "//" or trailing
+ * slash (realpath). With create, a missing home is made first (0700); without
+ * it a missing home is -ENOENT. Every tool canonicalises its home once, at
+ * entry, and uses only that spelling (mount tables and /proc show canonical
+ * paths). Caller frees. */
+int boxkit_home_canon(const char *explicit_home, bool create, char **out);
 /* mkdir -p with mode 0700 for each created component; never follows a
  * symlink for the last component. Returns 0 or -errno, *failed names the
  * path that failed. */
@@ -95,8 +101,29 @@ int mkdir_p_0700(const char *path, char **failed);
  * component-by-component O_PATH|O_NOFOLLOW fallback where openat2 is missing.
  * flags are open(2) flags (O_CLOEXEC is always added). Returns fd or -errno. */
 int open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+/* The same, and never leaving dirfd's mount (RESOLVE_NO_XDEV). */
+int open_beneath_noxdev(int dirfd, const char *rel, int flags, mode_t mode);
+/* true when fd is the root of a mount (STATX_ATTR_MOUNT_ROOT) */
+bool fd_is_mount_root(int fd);
+/* valid UTF-8 of n bytes, with no NUL */
+bool utf8_valid(const char *s, size_t n);
 /* true when `s` is a relative path with no empty, "." or ".." component */
 bool path_is_clean_relative(const char *s);
+
+/* ---- removing trees someone else built ---- */
+/* Remove parent/name and everything beneath it: never follows a symlink,
+ * never leaves parent/name's filesystem, never enters a mount root (what is
+ * there is left and -EBUSY returned), and holds O(1) descriptors and memory
+ * whatever the depth. A missing name is 0. A file or symlink at name is
+ * unlinked. 0, -EBUSY, or -errno. */
+int rm_tree_at(int parent, const char *name);
+
+/* Remove the jail <base>/<vmm>/<id> (basefd is <base>): detach every mount
+ * at or below its root, then remove the tree with rm_tree_at (a mount
+ * elsewhere in it is left: -EBUSY). A symlink at <vmm>
+ * is refused (-ELOOP). A missing jail is 0. The per-VMM directory goes when
+ * empty. 0 or -errno, with what failed in err. */
+int jail_destroy(int basefd, const char *base, const char *vmm, const char *id, char *err, size_t errlen);
 
 /* ---- random ids ---- */
 int random_bytes(void *buf, size_t n);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "common.h"
+#include "testhook.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -31,6 +32,30 @@ int boxkit_home(const char *explicit_home, char **out)
 	for (size_t n = strlen(r); n > 1 && r[n - 1] == '/'; n--)
 		r[n - 1] = '\0';
 	*out = r;
+	return 0;
+}
+
+int boxkit_home_canon(const char *explicit_home, bool create, char **out)
+{
+	cleanup_free char *h = NULL, *abs = NULL, *failed = NULL;
+	char canon[PATH_MAX];
+	int r = boxkit_home(explicit_home, &h);
+	if (r < 0)
+		return r;
+	if (h[0] != '/') {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)))
+			return -errno;
+		if (asprintf(&abs, "%s/%s", cwd, h) < 0)
+			return -ENOMEM;
+	} else if (!(abs = strdup(h)))
+		return -ENOMEM;
+	if (create && (r = mkdir_p_0700(abs, &failed)) < 0)
+		return r;
+	if (!realpath(abs, canon))
+		return -errno;
+	if (!(*out = strdup(canon)))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -81,19 +106,22 @@ bool path_is_clean_relative(const char *s)
 	return true;
 }
 
-static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t mode)
+static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t mode, bool no_xdev)
 {
 	cleanup_free char *p = strdup(rel);
 	cleanup_close int cur = -1;
 	char *save = NULL, *comp, *next;
+	struct stat st;
+	dev_t dev;
 
 	if (!p)
 		return -ENOMEM;
 	if (!path_is_clean_relative(rel))
 		return -EXDEV;
 	cur = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (cur < 0)
+	if (cur < 0 || fstat(cur, &st) < 0)
 		return -errno;
+	dev = st.st_dev;
 	comp = strtok_r(p, "/", &save);
 	while (comp) {
 		next = strtok_r(NULL, "/", &save);
@@ -104,13 +132,11 @@ static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t m
 			fd = openat(cur, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd < 0)
 			return errno == ENOTDIR && next ? -ELOOP : -errno;
-		if (!next) {
+		if (fstat(fd, &st) < 0 || (!next && S_ISLNK(st.st_mode)) || (no_xdev && st.st_dev != dev)) {
 			/* O_PATH|O_NOFOLLOW opens the symlink itself: refuse it */
-			struct stat st;
-			if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
-				close(fd);
-				return -ELOOP;
-			}
+			int e = S_ISLNK(st.st_mode) ? ELOOP : EXDEV;
+			close(fd);
+			return -e;
 		}
 		close(cur);
 		cur = fd;
@@ -119,16 +145,17 @@ static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t m
 	return steal_fd(&cur);
 }
 
-int open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
+static int open_beneath_impl(int dirfd, const char *rel, int flags, mode_t mode, bool no_xdev)
 {
 	struct open_how how = {
 		.flags = (uint64_t)(flags | O_CLOEXEC),
 		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (no_xdev ? RESOLVE_NO_XDEV : 0),
 	};
 	long fd;
 
-	if (!getenv("BOXKIT_NO_OPENAT2")) {
+	/* test builds: BOXKIT_NO_OPENAT2 forces the fallback walk */
+	if (!test_getenv("BOXKIT_NO_OPENAT2")) {
 		fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
 		if (fd >= 0) {
 			if ((flags & O_PATH) && (flags & O_NOFOLLOW)) {
@@ -143,7 +170,25 @@ int open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
 		if (errno != ENOSYS && errno != EPERM)
 			return -errno;
 	}
-	return open_beneath_fallback(dirfd, rel, flags, mode);
+	return open_beneath_fallback(dirfd, rel, flags, mode, no_xdev);
+}
+
+int open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
+{
+	return open_beneath_impl(dirfd, rel, flags, mode, false);
+}
+
+int open_beneath_noxdev(int dirfd, const char *rel, int flags, mode_t mode)
+{
+	return open_beneath_impl(dirfd, rel, flags, mode, true);
+}
+
+bool fd_is_mount_root(int fd)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx) < 0)
+		return false;
+	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
 int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode)

@@ -12,7 +12,7 @@ teardown() {
 	# never leave a jail's bind mounts for bats to rm -rf through
 	[ -n "${BOXKIT_HOME:-}" ] && [ -d "$BOXKIT_HOME" ] || return 0
 	box gc >/dev/null 2>&1 || true
-	grep -o " $BOXKIT_HOME/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	grep -o " $BATS_TEST_TMPDIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
 
 setup() {
@@ -26,8 +26,7 @@ setup() {
 # or chroot directory
 assert_clean() {
 	sleep 0.2
-	! pgrep -f "qemu-system-x86_64.*boxkit-init" >/dev/null || { pgrep -af qemu >&2; false; }
-	! pgrep -f "vm-launch --home $BOXKIT_HOME" >/dev/null
+	assert_eq "$(own_procs)" "" "processes of this home's runs"
 	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo
 	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs"
 	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
@@ -78,14 +77,10 @@ assert_clean() {
 	run -1 --separate-stderr timeout 120 box run -- cat /etc/marker
 }
 
-@test "while a run is in progress QEMU is jailed: non-root, CapEff 0, Seccomp 2, NoNewPrivs 1, chroot root" {
+@test "while a run is in progress QEMU is jailed: non-root, CapEff 0, Seccomp 2, NoNewPrivs 1, pivot_root into the jail in namespaces of its own" {
 	timeout 120 box run -- sleep 8 &
 	bp=$!
-	for _ in $(seq 100); do
-		q=$(pgrep -f "^/qemu-system-x86_64 .*boxkit-init" | head -1)
-		[ -n "$q" ] && break
-		sleep 0.1
-	done
+	q=$(run_pid qemu)
 	[ -n "$q" ]
 	st=$(cat "/proc/$q/status")
 	uid=$(awk '/^Uid:/ {print $2}' <<<"$st")
@@ -94,8 +89,23 @@ assert_clean() {
 	assert_eq "$(awk '/^CapBnd:/ {print $2}' <<<"$st")" 0000000000000000 CapBnd
 	assert_eq "$(awk '/^Seccomp:/ {print $2}' <<<"$st")" 2 Seccomp
 	assert_eq "$(awk '/^NoNewPrivs:/ {print $2}' <<<"$st")" 1 NoNewPrivs
-	root=$(readlink "/proc/$q/root")
-	[[ $root == "$BOXKIT_HOME"/jail/qemu-system-x86_64/box-*/root ]]
+	# pivot_root: its root is the jail, and nothing of the host is above it
+	assert_eq "$(readlink "/proc/$q/root")" / "root"
+	for ns in mnt pid net ipc uts; do
+		[ "$(readlink "/proc/$q/ns/$ns")" != "$(readlink "/proc/self/ns/$ns")" ] || { echo "shares the $ns namespace" >&2; false; }
+	done
+	ls "/proc/$q/root/" >"$BATS_TEST_TMPDIR/root.ls"
+	grep -qx qemu-system-x86_64 "$BATS_TEST_TMPDIR/root.ls"
+	grep -qx kernel "$BATS_TEST_TMPDIR/root.ls"
+	! grep -qx etc "$BATS_TEST_TMPDIR/root.ls"
+	! grep -qx home "$BATS_TEST_TMPDIR/root.ls"
+	# the libraries are read-only binds in its own namespace only
+	grep -q " /usr/lib ro,nosuid,nodev" "/proc/$q/mountinfo"
+	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo
+	# a fixed environment, not the caller's
+	assert_eq "$(tr '\0' '\n' <"/proc/$q/environ" | cut -d= -f1 | sort | tr '\n' ' ')" "BOXKIT_RUN_DIR LC_ALL PATH " "environment"
+	# descriptors: the console (1, 2), /dev/null (0), the control socket (3)
+	assert_eq "$(ls "/proc/$q/fd" | sort -n | head -4 | tr '\n' ' ')" "0 1 2 3 " "first descriptors"
 	assert_eq "$(cat /proc/$q/limits | awk '/Max open files/ {print $4}')" 256 "fd limit"
 	wait "$bp"
 	assert_clean
@@ -105,7 +115,7 @@ assert_clean() {
 	# a background job of a script ignores SIGINT: give box the default back
 	env --default-signal=INT box run -- sleep 60 &
 	bp=$!
-	for _ in $(seq 100); do pgrep -f "^/qemu-system-x86_64 .*boxkit-init" >/dev/null && break; sleep 0.1; done
+	run_pid qemu >/dev/null
 	sleep 1
 	kill -INT "$bp"
 	rc=0
@@ -148,10 +158,10 @@ assert_clean() {
 @test "a launcher killed with SIGKILL: the next box gc removes the leftovers" {
 	timeout 120 box run -- sleep 60 &
 	bp=$!
-	for _ in $(seq 100); do pgrep -f "^/qemu-system-x86_64 .*boxkit-init" >/dev/null && break; sleep 0.1; done
-	# kill the front end, then the launcher, hard; QEMU dies with its launcher (PDEATHSIG)
-	pkill -9 -f "box run -- sleep 60" || true
-	pkill -9 -f "vm-launch --home $BOXKIT_HOME" || true
+	q=$(run_pid qemu)
+	# kill the front end, then the launcher, hard (the run's owners, from its record)
+	id=$(run_ids)
+	for pid in $(run-record show --home "$BOXKIT_HOME" --id "$id" | jq -r '.owners[].pid'); do kill -9 "$pid"; done
 	wait "$bp" || true
 	[ -n "$(ls -A "$BOXKIT_HOME/jail")" ]
 	run -0 box gc

@@ -4,6 +4,8 @@
 TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 : "${TEST_HELPERS:=$TOP/build/obj/tests}"
 export PATH="$BIN_DIR:$PATH"
+# box runs the tools of the build under test
+export BOXKIT_BIN=$BIN_DIR
 bats_require_minimum_version 1.5.0
 
 # need_root: these tests mount loop images, mknod, setcap: fail loudly
@@ -62,3 +64,42 @@ fs_free() { df -B1 --output=avail "$1" | tail -1 | tr -d ' '; }
 
 # json KEY LINE: one key of a JSON line
 jget() { jq -r "$1" <<<"$2"; }
+
+# run_ids: the runs of this test's home
+run_ids() { ls "$BOXKIT_HOME/run" 2>/dev/null | grep -E '^[0-9a-z]{26}$'; }
+# run_pid WHAT: the pid of a process (qemu, virtiofsd) recorded by this
+# test's one run; waits up to 30 s for it to appear. Never looks at the
+# machine's process list.
+run_pid() {
+	local id pid
+	for _ in $(seq 300); do
+		for id in $(run_ids); do
+			pid=$(run-record show --home "$BOXKIT_HOME" --id "$id" 2>/dev/null | jq -r --arg w "$1" '[.processes[] | select(.what==$w) | .pid][0] // empty')
+			[ -n "$pid" ] && { echo "$pid"; return 0; }
+		done
+		sleep 0.1
+	done
+	return 1
+}
+# wait_for FILE [TENTHS]: wait until FILE exists (default 60 s)
+wait_for() {
+	local n=${2:-600}
+	while [ ! -e "$1" ] && [ "$n" -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
+	[ -e "$1" ]
+}
+
+# own_procs: live processes (not zombies) that a run of this test's home
+# started (QEMU, virtiofsd carry BOXKIT_RUN_DIR=<home>/run/<id>), plus its
+# launchers; never anything else on the machine
+own_procs() {
+	local home p st
+	home=$(cd -P "$BOXKIT_HOME" 2>/dev/null && pwd) || return 0
+	for p in /proc/[0-9]*; do
+		st=$(cut -d' ' -f3 "$p/stat" 2>/dev/null) || continue
+		[ "$st" = Z ] && continue
+		if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -q "^BOXKIT_RUN_DIR=$home/run/" ||
+			tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "^[^ ]*vm-launch --home $home "; then
+			echo "${p#/proc/}"
+		fi
+	done
+}

@@ -168,13 +168,14 @@ capeff() { grep CapEff <<<"$output" | awk '{print $2}'; }
 	run -2 --separate-stderr oci-spec --user root -- true
 	run -2 --separate-stderr oci-spec
 	assert_contains "$stderr" "no command given"
-	printf '{"tag":"vol_1","target":"/a","type":"directory","readonly":false}\n{"tag":\n' >"$BATS_TEST_TMPDIR/bad.jsonl"
+	volspec-parse --home "$BATS_TEST_TMPDIR/h" --dry-run vv:/a >"$BATS_TEST_TMPDIR/bad.jsonl"
+	printf '{"tag":\n' >>"$BATS_TEST_TMPDIR/bad.jsonl"
 	run -1 --separate-stderr oci-spec --mounts-from "$BATS_TEST_TMPDIR/bad.jsonl" -- true
 	assert_eq "$output" ""
-	assert_contains "$stderr" "bad.jsonl line 2: not one JSON object"
-	echo '{"tag":"vol_1","target":"/a/../etc","type":"directory"}' >"$BATS_TEST_TMPDIR/bad2.jsonl"
+	assert_contains "$stderr" "bad.jsonl: line 2: not one JSON object"
+	jq -c '.target="/a/../etc"' <"$BATS_TEST_TMPDIR/bad.jsonl" 2>/dev/null | head -1 >"$BATS_TEST_TMPDIR/bad2.jsonl"
 	run -1 --separate-stderr oci-spec --mounts-from "$BATS_TEST_TMPDIR/bad2.jsonl" -- true
-	assert_contains "$stderr" "line 1: needs tag"
+	assert_contains "$stderr" "line 1: target: guest path '/a/../etc' must not contain '.' or '..' components"
 }
 
 @test "--output is atomic: an unwritable target leaves the old file untouched" {

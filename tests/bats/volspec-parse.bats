@@ -174,6 +174,32 @@ HOSTMSG="host bind mounts are not supported; use a managed volume instead: '/gue
 	assert_contains "$stderr" "exists but is not a directory"
 }
 
+@test "refuse: a spec that is not valid UTF-8 (exit 1, nothing created, no invalid JSON)" {
+	run -1 --separate-stderr volspec-parse --home "$H" "$(printf 'myvol:/d\xff')"
+	assert_eq "$output" "" stdout
+	assert_contains "$stderr" "volume spec is not valid UTF-8"
+	run -1 --separate-stderr volspec-parse --home "$H" "$(printf '/\xc0\xaf')"
+	assert_contains "$stderr" "volume spec is not valid UTF-8"
+	[ ! -e "$H/volumes" ]
+	# valid multi-byte UTF-8 is fine, and stays valid JSON
+	run -0 --separate-stderr volspec-parse --home "$H" "myvol:/dätä"
+	assert_eq "$(jget .target "$output")" "/dätä"
+}
+
+@test "--run records each anonymous volume in the run before making it" {
+	id=$(run-record --help >/dev/null; run-record new --home "$H")
+	run -0 --separate-stderr volspec-parse --home "$H" --run "$id" /a /b named1:/c
+	names=$(printf '%s\n' "$output" | jq -r 'select(.kind=="anonymous") | .name' | sort | tr '\n' ' ')
+	assert_eq "$(run-record show --home "$H" --id "$id" | jq -r '.anonymous[]' | sort | tr '\n' ' ')" "$names" "recorded"
+	run -0 run-record rm --home "$H" --id "$id"
+	assert_eq "$(ls -A "$H/volumes/anonymous")" "" "anonymous volumes after rm"
+	[ -d "$H/volumes/named/named1" ]
+	run -2 --separate-stderr volspec-parse --home "$H" --run nope /a
+	run -1 --separate-stderr volspec-parse --home "$H" --run 0000000000000000000000000a /a
+	assert_contains "$stderr" "no run '0000000000000000000000000a'"
+	assert_eq "$(ls -A "$H/volumes/anonymous")" "" "nothing left by the refused run"
+}
+
 @test "--dry-run prints entries and creates nothing" {
 	run -0 --separate-stderr volspec-parse --home "$H" --dry-run myvol:/d /x
 	assert_eq "$(printf '%s\n' "$output" | wc -l)" 2
@@ -191,9 +217,12 @@ HOSTMSG="host bind mounts are not supported; use a managed volume instead: '/gue
 
 # ---- the --check gate -----------------------------------------------------------
 
-@test "--check accepts its own output and canonicalises the source" {
+@test "--check accepts its own output, also through another spelling of the home" {
 	volspec-parse --home "$H" myvol:/d /a >"$BATS_TEST_TMPDIR/v.jsonl"
 	run -0 --separate-stderr volspec-parse --home "$H" --check <"$BATS_TEST_TMPDIR/v.jsonl"
+	assert_eq "$output" "$(cat "$BATS_TEST_TMPDIR/v.jsonl")"
+	ln -s "$H" "$BATS_TEST_TMPDIR/alias"
+	run -0 --separate-stderr volspec-parse --home "$BATS_TEST_TMPDIR/alias//" --check <"$BATS_TEST_TMPDIR/v.jsonl"
 	assert_eq "$output" "$(cat "$BATS_TEST_TMPDIR/v.jsonl")"
 }
 
@@ -207,38 +236,54 @@ gate_refuses() {
 }
 
 @test "--check refuses a hand-edited host path (/etc)" {
-	gate_refuses '.source="/etc"' "volume source '/etc' (resolved '/etc') is not a boxkit-managed volume directory; managed roots: '$H/volumes/anonymous' and '$H/volumes/named'"
+	gate_refuses '.source="/etc"' "entry 1: volume source '/etc' is not the managed named volume 'myvol' (that is '$H/volumes/named/myvol'); managed roots: '$H/volumes/anonymous' and '$H/volumes/named'"
 }
 @test "--check refuses the aggregate roots" {
-	gate_refuses ".source=\"$H/volumes/named\"" "is not a boxkit-managed volume directory"
-	gate_refuses ".source=\"$H/volumes/anonymous\"" "is not a boxkit-managed volume directory"
-	gate_refuses ".source=\"$H/volumes\"" "is not a boxkit-managed volume directory"
+	gate_refuses ".source=\"$H/volumes/named\"" "is not the managed named volume 'myvol'"
+	gate_refuses ".source=\"$H/volumes/anonymous\"" "is not the managed named volume 'myvol'"
+	gate_refuses ".source=\"$H/volumes\"" "is not the managed named volume 'myvol'"
 }
 @test "--check refuses a deep path without a subpath" {
 	mkdir -p "$H/volumes/named/myvol/etc"
-	gate_refuses ".source=\"$H/volumes/named/myvol/etc\"" "is not a boxkit-managed volume directory"
+	gate_refuses ".source=\"$H/volumes/named/myvol/etc\"" "is not the managed named volume 'myvol'"
 }
-@test "--check refuses a symlink that escapes" {
+@test "--check refuses a named volume that is a symlink (opened without following it)" {
 	mkdir -p "$H/volumes/named"
 	ln -s /etc "$H/volumes/named/escape"
-	gate_refuses ".source=\"$H/volumes/named/escape\"" "(resolved '/etc') is not"
+	gate_refuses ".name=\"escape\" | .source=\"$H/volumes/named/escape\"" "goes through a symlink or a mount"
+}
+@test "--check refuses a symlinked component inside a subpath" {
+	mkdir -p "$H/volumes/named/myvol/real"
+	echo x >"$H/volumes/named/myvol/real/f"
+	ln -s real "$H/volumes/named/myvol/link"
+	gate_refuses ".subpath=\"link/f\" | .type=\"file\" | .source=\"$H/volumes/named/myvol/link/f\"" "goes through a symlink or a mount"
 }
 @test "--check refuses .. that climbs out" {
-	gate_refuses ".source=\"$H/volumes/named/myvol/$(printf '../%.0s' $(seq 30))etc\"" "(resolved '/etc') is not a boxkit-managed"
+	gate_refuses ".source=\"$H/volumes/named/myvol/$(printf '../%.0s' $(seq 30))etc\"" "is not the managed named volume 'myvol'"
+	gate_refuses '.subpath="../../../etc"' "must not contain '..'"
 }
 @test "--check refuses a missing path" {
-	gate_refuses ".source=\"$H/volumes/named/ghost\"" "No such file or directory"
+	gate_refuses ".name=\"ghost\" | .source=\"$H/volumes/named/ghost\"" "volume source '$H/volumes/named/ghost' does not exist"
 }
 @test "--check refuses a type that does not match the disk" {
-	gate_refuses '.type="file"' "is not a file as its type says"
+	gate_refuses '.type="file"' "a file entry needs a subpath naming the file"
+	mkdir -p "$H/volumes/named/myvol/d"
+	gate_refuses ".subpath=\"d\" | .type=\"file\" | .source=\"$H/volumes/named/myvol/d\"" "is not a regular file as its type says"
 }
-@test "--check refuses a subpath entry that is not beneath a volume" {
-	gate_refuses ".subpath=\"x\"" "is not beneath a boxkit-managed volume"
+@test "--check refuses a subpath entry whose source is not beneath its volume" {
+	gate_refuses ".subpath=\"x\"" "is not the managed named volume 'myvol' subpath x"
 }
 @test "--check refuses a bad tag, a relative target and a wrong kind" {
 	gate_refuses '.tag="a,b"' "tag 'a,b' must be"
-	gate_refuses '.target="rel"' "target 'rel'"
-	gate_refuses '.kind="anonymous"' "is under the named root but kind is 'anonymous'"
+	gate_refuses '.target="rel"' "target: guest path 'rel' must be absolute"
+	gate_refuses '.kind="anonymous"' "an anonymous volume's name must be a ULID, not 'myvol'"
+}
+@test "--check refuses a tag with an embedded NUL and strings that are not UTF-8" {
+	gate_refuses '.tag="vol_1\u0000x"' "'tag' holds a NUL character"
+	printf '{"kind":"named","name":"myvol","type":"directory","target":"/\xff","tag":"vol_1"}\n' >"$BATS_TEST_TMPDIR/raw.jsonl"
+	run -1 --separate-stderr volspec-parse --home "$H" --check "$BATS_TEST_TMPDIR/raw.jsonl"
+	assert_contains "$stderr" "line 1: not valid UTF-8"
+	assert_eq "$output" ""
 }
 @test "--check accepts a subpath file entry and refuses it as a directory" {
 	mkdir -p "$H/volumes/named/vv"

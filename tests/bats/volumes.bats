@@ -8,23 +8,26 @@ setup() {
 	[ -f "$TOP/build/kernels/lean/vmlinux" ] || skip "lean kernel not built: run 'make kernel-lean'"
 	[ -f "$TOP/build/images/system.ext4" ] || skip "guest images not built: run 'make image'"
 	[ -x "$TOP/build/virtiofsd/virtiofsd" ] || skip "no provisioned virtiofsd: run 'make deps'"
-	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home
+	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home BOXKIT_STORE_SIZE=2G
+	box setup
 	N=$BOXKIT_HOME/volumes/named
 }
 
 teardown() {
 	[ -d "${BOXKIT_HOME:-/nonexistent}" ] || return 0
 	box gc >/dev/null 2>&1 || true
-	grep -o " $BOXKIT_HOME/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	grep -o " $BATS_TEST_TMPDIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
 
 assert_clean() {
 	sleep 0.2
-	! pgrep -f "qemu-system-x86_64.*boxkit-init" >/dev/null
-	! pgrep -x virtiofsd >/dev/null || { pgrep -af virtiofsd >&2; false; }
-	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo
-	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs (and staging dirs)"
+	assert_eq "$(own_procs)" "" "processes of this home's runs"
+	# the volume store is the one mount under the home
+	assert_eq "$(grep -c " $BOXKIT_HOME" /proc/self/mountinfo)" 1 "mounts under the home"
+	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs"
 	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
+	assert_eq "$(ls -A "$BOXKIT_HOME/volumes/staging" 2>/dev/null)" "" "staging dirs"
+	assert_eq "$(ls -A "$BOXKIT_HOME/volumes/anonymous" 2>/dev/null)" "" "anonymous volumes"
 }
 
 boxrun() { timeout 300 box run "$@"; }
@@ -56,15 +59,36 @@ boxrun() { timeout 300 box run "$@"; }
 	[ ! -e "$N/ro/new" ]
 }
 
-@test "a hand-written volume naming /etc is refused by vm-launch before any VM starts" {
+@test "a hand-written volume naming /etc, or with a NUL in its tag, is refused by vm-launch before any VM starts" {
 	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
-	mkdir -p "$BOXKIT_HOME"
+	mkdir -p "$N/x"
 	echo '{"spec":"x","kind":"named","name":"x","source":"/etc","target":"/data","readonly":false,"type":"directory","tag":"vol_1"}' >"$BATS_TEST_TMPDIR/v.jsonl"
-	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
-	assert_contains "$stderr" "volume source '/etc' (resolved '/etc') is not a boxkit-managed volume directory"
+	jail=$(chroot-stage create --home "$BOXKIT_HOME" --id gate1 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")")
+	echo "$jail" >"$BATS_TEST_TMPDIR/j.json"
+	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
+	assert_contains "$stderr" "volume source '/etc' is not the managed named volume 'x'"
 	assert_contains "$stderr" "no VM was started"
-	! pgrep -x virtiofsd
-	[ ! -e "$BOXKIT_HOME/run" ] || assert_eq "$(ls -A "$BOXKIT_HOME/run")" ""
+	printf '{"kind":"named","name":"x","target":"/data","type":"directory","tag":"vol_1\\u0000/../../etc"}\n' >"$BATS_TEST_TMPDIR/nul.jsonl"
+	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/nul.jsonl"
+	assert_contains "$stderr" "'tag' holds a NUL character"
+	assert_contains "$stderr" "no VM was started"
+	chroot-stage destroy --home "$BOXKIT_HOME" --id gate1
+	assert_eq "$(own_procs)" ""
+	assert_eq "$(ls -A "$BOXKIT_HOME/run")" ""
+}
+
+@test "volumes are refused on a home whose volume store is not a filesystem of its own" {
+	umount "$BOXKIT_HOME/volumes"
+	mkdir -p "$N/x"
+	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
+	volspec-parse --home "$BOXKIT_HOME" x:/d >"$BATS_TEST_TMPDIR/v.jsonl"
+	chroot-stage create --home "$BOXKIT_HOME" --id gate2 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
+	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
+	assert_contains "$stderr" "is not a filesystem of its own: run 'box setup'"
+	chroot-stage destroy --home "$BOXKIT_HOME" --id gate2
+	# box refuses to hide what is there under a new mount
+	run -125 --separate-stderr timeout 60 box run -v x:/d -- true
+	assert_contains "$stderr" "holds files but is not the volume store"
 }
 
 @test "O_CREAT|O_EXCL works in the guest and new files belong to the VM's uid on the host" {
@@ -106,11 +130,12 @@ file_vol() { # NAME FILE CONTENT MODE
 	echo beside >"$N/fs/beside-marker"
 	timeout 300 box run -v 'type=volume,src=fs,dst=/app.conf,volume-subpath=app.conf' -- sleep 6 &
 	bp=$!
-	for _ in $(seq 100); do ls -d "$BOXKIT_HOME"/run/box-*/stage-fm_* >/dev/null 2>&1 && break; sleep 0.1; done
-	stage=$(ls -d "$BOXKIT_HOME"/run/box-*/stage-fm_*)
+	run_pid qemu >/dev/null
+	stage=$(ls -d "$BOXKIT_HOME"/volumes/staging/*-fm_*)
 	assert_eq "$(ls -A "$stage")" app.conf "staging dir content"
 	assert_eq "$(stat -c %i "$stage/app.conf")" "$(stat -c %i "$N/fs/app.conf")" "hard link"
-	assert_eq "$(stat -c %a "$stage")" 700
+	# root's and not writable by the VM's uid: the guest cannot add or remove names
+	assert_eq "$(stat -c '%a %u' "$stage")" "700 0"
 	wait "$bp"
 	[ ! -e "$stage" ]
 	assert_clean
@@ -141,16 +166,15 @@ file_vol() { # NAME FILE CONTENT MODE
 	assert_clean
 }
 
-# fd_peak TAGSRC: the largest descriptor count of the virtiofsd serving the named volume, sampled as root
+# fd_peak_during CMD...: the largest descriptor count of this run's virtiofsd, sampled as root
 fd_peak_during() {
 	local peak=0 n p
 	"$@" >"$BATS_TEST_TMPDIR/walk.out" &
 	local bp=$!
+	p=$(run_pid virtiofsd)
 	while kill -0 "$bp" 2>/dev/null; do
-		for p in $(pgrep -x virtiofsd); do
-			n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
-			[ "$n" -gt "$peak" ] && peak=$n
-		done
+		n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
+		[ "$n" -gt "$peak" ] && peak=$n
 		sleep 0.3
 	done
 	wait "$bp"

@@ -2,7 +2,7 @@
 /* libFuzzer harness for the volume spec parser: any input must parse or be
  * refused with a message, never crash, and an accepted spec must hold a
  * clean absolute target and a valid name. */
-#include "../../tools/volspec-parse/spec.h"
+#include "volspec.h"
 
 #include <stdint.h>
 #include <stdlib.h>

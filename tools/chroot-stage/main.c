@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libmount.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/capability.h>
@@ -172,198 +171,44 @@ static int drop_bounding(void)
 	return 0;
 }
 
-/* ---- destroy: find mounts with libmount, unmount deepest first, remove the tree
- * without following symlinks or crossing into a mount ---------------------------- */
-
-static bool under(const char *path, const char *root)
-{
-	size_t n = strlen(root);
-	return !strncmp(path, root, n) && (path[n] == '\0' || path[n] == '/');
-}
-
-/* Collect the mount targets at or below root from /proc/self/mountinfo. */
-static int mounts_below(const char *root, char ***out, int *n)
-{
-	struct libmnt_table *tb = mnt_new_table_from_file("/proc/self/mountinfo");
-	struct libmnt_iter *it = mnt_new_iter(MNT_ITER_FORWARD);
-	struct libmnt_fs *fs;
-	char **v = NULL;
-	int count = 0;
-	if (!tb || !it) {
-		mnt_unref_table(tb);
-		mnt_free_iter(it);
-		return -ENOMEM;
-	}
-	while (mnt_table_next_fs(tb, it, &fs) == 0) {
-		const char *t = mnt_fs_get_target(fs);
-		if (!t || !under(t, root))
-			continue;
-		char **nv = realloc(v, sizeof(char *) * (size_t)(count + 1));
-		if (!nv)
-			break;
-		v = nv;
-		v[count++] = strdup(t);
-	}
-	mnt_free_iter(it);
-	mnt_unref_table(tb);
-	*out = v;
-	*n = count;
-	return 0;
-}
-
-static int cmp_depth_desc(const void *a, const void *b)
-{
-	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
-	return la < lb ? 1 : la > lb ? -1 : 0;
-}
-
-static int unmount_all(const char *root)
-{
-	char **v = NULL;
-	int n = 0, r, left = 0;
-	/* loop: unmounting a parent may reveal nothing new, but stacked mounts need rounds */
-	for (int round = 0; round < 8; round++) {
-		if ((r = mounts_below(root, &v, &n)) < 0)
-			return r;
-		if (n == 0) {
-			free(v);
-			return 0;
-		}
-		qsort(v, (size_t)n, sizeof(char *), cmp_depth_desc);
-		for (int i = 0; i < n; i++) {
-			if (umount2(v[i], MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
-				log_debug("umount '%s': %s", v[i], strerror(errno));
-			free(v[i]);
-		}
-		free(v);
-		left = n;
-	}
-	return left ? -EBUSY : 0;
-}
-
-static bool is_mount_root(int dirfd, const char *name)
-{
-	struct statx sx;
-	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &sx) < 0)
-		return false;
-	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-}
-
-/* Remove everything inside dirfd. Never follows a symlink, never enters a
- * directory on another device or one that is a mount root. Returns 0, or
- * -EBUSY when something was left because it is a mount. */
-static int remove_contents(int dirfd, dev_t dev, const char *path)
-{
-	int fd = dup(dirfd), r = 0;
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	struct dirent *e;
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		struct stat st;
-		if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			if (st.st_dev != dev || is_mount_root(dirfd, e->d_name)) {
-				log_error("'%s/%s' is a mount point; leaving it (and refusing to remove what is in it)", path,
-					  e->d_name);
-				r = -EBUSY;
-				continue;
-			}
-			int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub < 0) {
-				r = r ? r : -errno;
-				continue;
-			}
-			char p[PATH_MAX];
-			snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-			int rr = remove_contents(sub, dev, p);
-			close(sub);
-			if (rr < 0) {
-				r = rr;
-				continue;
-			}
-			if (unlinkat(dirfd, e->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-				r = r ? r : -errno;
-		} else if (unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT) {
-			r = r ? r : -errno;
-		}
-	}
-	closedir(d);
-	return r;
-}
-
-static int jail_dir_for(const char *base, const char *id, char *out, size_t outlen)
-{
-	/* <base>/<vmm name>/<id>: the vmm name is not known at destroy; look */
-	DIR *d = opendir(base);
-	struct dirent *e;
-	if (!d)
-		return -errno;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char p[PATH_MAX];
-		struct stat st;
-		snprintf(p, sizeof(p), "%s/%s/%s", base, e->d_name, id);
-		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-			snprintf(out, outlen, "%s", p);
-			closedir(d);
-			return 0;
-		}
-	}
-	closedir(d);
-	return -ENOENT;
-}
-
-static int destroy_dir(const char *dir)
-{
-	char root[PATH_MAX + 8];
-	struct stat st;
-	int r;
-	snprintf(root, sizeof(root), "%s/root", dir);
-	if ((r = unmount_all(root)) < 0) {
-		log_error("mounts remain below '%s'; not removing it", root);
-		return EXIT_REFUSED;
-	}
-	cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : log_sys(errno, "cannot open '%s'", dir);
-	if (fstat(fd, &st) < 0)
-		return log_sys(errno, "cannot stat '%s'", dir);
-	r = remove_contents(fd, st.st_dev, dir);
-	if (r == -EBUSY)
-		return EXIT_REFUSED;
-	if (r < 0)
-		return log_sys(r, "cannot remove '%s'", dir);
-	if (rmdir(dir) < 0 && errno != ENOENT)
-		return log_sys(errno, "cannot remove '%s'", dir);
-	/* the per-VMM directory goes when it is empty */
-	char parent[PATH_MAX];
-	snprintf(parent, sizeof(parent), "%s", dir);
-	*strrchr(parent, '/') = 0;
-	rmdir(parent);
-	return 0;
-}
+/* ---- destroy: the jail's mounts detached, then the tree removed without
+ * following a symlink at any level (the <vmm name> component included) or
+ * crossing a mount, in bounded memory (lib/common/jail.c) ----------------------- */
 
 static int cmd_destroy(const char *base)
 {
-	char dir[PATH_MAX];
+	char err[1024] = "";
+	int r = 0;
 	if (!id_valid(arg.id)) {
 		log_error("invalid id '%s': 1 to 64 characters of [A-Za-z0-9-]", arg.id);
 		return EXIT_REFUSED;
 	}
-	if (jail_dir_for(base, arg.id, dir, sizeof(dir)) < 0)
-		return 0; /* nothing left: idempotent */
-	int r = destroy_dir(dir);
+	cleanup_close int bfd = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (bfd < 0)
+		return errno == ENOENT ? 0 : log_sys(errno, "cannot open '%s'", base);
+	/* <base>/<vmm name>/<id>: the vmm name is not known at destroy; look at each */
+	DIR *d = fdopendir(dup(bfd));
+	if (!d)
+		return log_sys(errno, "cannot list '%s'", base);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		struct stat st;
+		if (fstatat(bfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
+			if (S_ISLNK(st.st_mode))
+				log_warn("'%s/%s' is a symlink; not following it", base, e->d_name);
+			continue;
+		}
+		int rr = jail_destroy(bfd, base, e->d_name, arg.id, err, sizeof(err));
+		if (rr < 0) {
+			log_error("%s", err);
+			r = r ? r : (rr == -EBUSY || rr == -ELOOP ? EXIT_REFUSED : EXIT_SYSTEM);
+		}
+	}
+	closedir(d);
 	if (r == 0)
-		log_debug("destroyed '%s'", dir);
+		log_debug("destroyed the jail of '%s'", arg.id);
 	return r;
 }
 
@@ -457,13 +302,12 @@ static int mkdir_in(int rootfd, const char *rel, mode_t mode)
 	return 0;
 }
 
-static int bind_ro(const char *src, const char *dst)
+static void add_bind(struct json_object *binds, const char *src, const char *dst)
 {
-	if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
-		return -errno;
-	if (mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-		return -errno;
-	return 0;
+	struct json_object *b = json_object_new_object();
+	json_object_object_add(b, "source", json_object_new_string(src));
+	json_object_object_add(b, "target", json_object_new_string(dst));
+	json_object_array_add(binds, b);
 }
 
 static int do_create(struct stage *s, const char *base, struct json_object *out)
@@ -473,9 +317,11 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 	cleanup_free char *failed = NULL;
 	cleanup_close int rootfd = -1;
 	struct json_object *drives = json_object_new_array(), *devs = json_object_new_array();
+	struct json_object *binds = json_object_new_array();
 
 	json_object_object_add(out, "drives", drives);
 	json_object_object_add(out, "devices", devs);
+	json_object_object_add(out, "binds", binds);
 	if (inject(s, "directories") < 0)
 		return EXIT_SYSTEM;
 	if ((r = mkdir_p_0700(base, &failed)) < 0)
@@ -529,15 +375,6 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 		snprintf(p, sizeof(p), "/%s", name);
 		json_object_array_add(drives, json_object_new_string(p));
 	}
-	if (inject(s, "self-bind") < 0)
-		return EXIT_SYSTEM;
-	if (mount(s->root, s->root, NULL, MS_BIND, NULL) < 0 || mount(NULL, s->root, NULL, MS_PRIVATE, NULL) < 0)
-		return log_sys(errno, "cannot bind '%s' onto itself", s->root);
-	close(rootfd);
-	rootfd = open(s->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (rootfd < 0)
-		return log_sys(errno, "cannot open '%s'", s->root);
-
 	if (inject(s, "device nodes") < 0)
 		return EXIT_SYSTEM;
 	if ((r = mkdir_in(rootfd, "dev", 0755)) < 0)
@@ -567,10 +404,13 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 		snprintf(p, sizeof(p), "/%s", vname);
 		json_object_object_add(out, "vmm", json_object_new_string(p));
 	}
-	if (inject(s, "library binds") < 0)
+	if (inject(s, "library bind points") < 0)
 		return EXIT_SYSTEM;
-	/* the host's library directories, read-only, nosuid, nodev; merged-usr
-	 * symlinks (/lib -> usr/lib) are recreated as symlinks */
+	/* the host's library directories: their mount points here and their
+	 * list in the output. vm-launch binds them read-only, nosuid, nodev in
+	 * the VMM's own mount namespace, so the host's namespace never holds a
+	 * mount of the jail. Merged-usr symlinks (/lib -> usr/lib) are recreated
+	 * as symlinks. */
 	static const char *const libdirs[] = { "/usr/lib", "/usr/lib64", "/lib", "/lib64" };
 	for (size_t i = 0; i < ARRAY_SIZE(libdirs); i++) {
 		struct stat st;
@@ -587,8 +427,9 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 				return log_sys(errno, "cannot link '%s'", dst);
 			continue;
 		}
-		if ((r = mkdir_in(rootfd, libdirs[i] + 1, 0755)) < 0 || (r = bind_ro(libdirs[i], dst)) < 0)
-			return log_sys(r, "cannot bind '%s' read-only", libdirs[i]);
+		if ((r = mkdir_in(rootfd, libdirs[i] + 1, 0755)) < 0)
+			return log_sys(r, "cannot create '%s'", dst);
+		add_bind(binds, libdirs[i], libdirs[i]);
 	}
 	for (int i = 0; i < arg.nbinds; i++) {
 		char src[PATH_MAX], dst[PATH_MAX], full[PATH_MAX * 2 + 16];
@@ -597,12 +438,15 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 			 arg.ro_binds[i]);
 		snprintf(dst, sizeof(dst), "%s", colon ? colon + 1 : src);
 		snprintf(full, sizeof(full), "%s%s", s->root, dst);
-		if ((r = mkdir_in(rootfd, dst + 1, 0755)) < 0 || (r = bind_ro(src, full)) < 0)
-			return log_sys(r, "cannot bind '%s' read-only at '%s'", src, dst);
+		if ((r = mkdir_in(rootfd, dst + 1, 0755)) < 0)
+			return log_sys(r, "cannot create '%s'", full);
+		add_bind(binds, src, dst);
 	}
 	if (inject(s, "socket directory") < 0)
 		return EXIT_SYSTEM;
-	if (mkdirat(rootfd, "run", 0700) < 0 || fchownat(rootfd, "run", (uid_t)arg.uid, (gid_t)arg.gid, AT_SYMLINK_NOFOLLOW) < 0)
+	/* root's and 0755: the VMM connects to the sockets in it but cannot swap
+	 * their names (vm-launch creates them) */
+	if (mkdirat(rootfd, "run", 0755) < 0)
 		return log_sys(errno, "cannot create '%s/run'", s->root);
 	json_object_object_add(out, "socket_dir", json_object_new_string("/run"));
 	return 0;
@@ -669,7 +513,9 @@ static int cmd_create(const char *base)
 	r = do_create(&s, base, out);
 	if (r) {
 		/* roll back every step of this run: the mounts, then the tree */
-		if (s.dir[0] && destroy_dir(s.dir) != 0)
+		char err[1024];
+		cleanup_close int bfd = s.dir[0] ? open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+		if (s.dir[0] && (bfd < 0 || jail_destroy(bfd, base, vname, arg.id, err, sizeof(err)) < 0))
 			log_error("could not roll back '%s'", s.dir);
 		return r;
 	}
@@ -745,6 +591,27 @@ int main(int argc, char **argv)
 	if (!base) {
 		log_error("cannot find the boxkit home: set --base, --home, BOXKIT_HOME or HOME");
 		return EXIT_USAGE;
+	}
+	/* canonical once, at entry: the mount table and /proc show canonical
+	 * paths, and the jail's paths are compared with them */
+	{
+		char canon[PATH_MAX], parent[PATH_MAX];
+		cleanup_free char *b = steal_ptr(base);
+		if (realpath(b, canon))
+			base = strdup(canon);
+		else if (errno != ENOENT)
+			return log_sys(errno, "cannot resolve '%s'", b);
+		else {
+			/* not made yet (create makes it after validating): its parent canonical */
+			char *slash = strrchr(b, '/');
+			snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - b) : 1, slash && slash != b ? b : "/");
+			if (slash && realpath(parent, canon) && asprintf(&base, "%s/%s", strcmp(canon, "/") ? canon : "", slash + 1) < 0)
+				base = NULL;
+			else if (!base)
+				base = strdup(b);
+		}
+		if (!base)
+			return log_sys(ENOMEM, "out of memory");
 	}
 	if (!strcmp(arg.cmd, "create"))
 		r = cmd_create(base);

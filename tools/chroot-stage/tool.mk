@@ -1,1 +1,1 @@
-chroot-stage_PKGS := json-c libcap mount
+chroot-stage_PKGS := json-c libcap

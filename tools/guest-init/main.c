@@ -6,6 +6,7 @@
  * (reboot=t + QEMU -no-reboot: QEMU exits). Never hangs: every failure is a
  * message on the console and an FR_FAIL frame, then the VM leaves. */
 #include "frame.h"
+#include "guest-abi.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,8 +20,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#define RUN "/run/boxkit"
-#define BUNDLE RUN "/bundle"
+#define RUN GUEST_RUN_DIR
+#define BUNDLE GUEST_BUNDLE
 #define CRUN "/usr/bin/crun"
 #define ROOTFS_DEV "/dev/vdb"
 
@@ -128,7 +129,7 @@ static void mount_volume(char *spec)
 	if (!strcmp(ro, "1"))
 		flags |= MS_RDONLY;
 	if (!strcmp(type, "directory")) {
-		snprintf(dst, sizeof(dst), RUN "/volumes/%s", tag);
+		snprintf(dst, sizeof(dst), GUEST_VOLUME_DIR "/%s", tag);
 		mkdir_p(dst);
 		if (mount(tag, dst, "virtiofs", flags, NULL) < 0)
 			die("mount virtiofs %s: %s", tag, strerror(errno));
@@ -141,8 +142,8 @@ static void mount_volume(char *spec)
 	mkdir(stage, 0700);
 	if (mount(tag, stage, "virtiofs", flags, NULL) < 0)
 		die("mount virtiofs %s: %s", tag, strerror(errno));
-	snprintf(dst, sizeof(dst), RUN "/files/%s", tag);
-	mkdir_p(RUN "/files");
+	snprintf(dst, sizeof(dst), GUEST_FILE_DIR "/%s", tag);
+	mkdir_p(GUEST_FILE_DIR);
 	int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		die("create %s: %s", dst, strerror(errno));

@@ -3,6 +3,8 @@
  * semantics (--cap-add/--cap-drop/ALL/--privileged), the privileged shape, a
  * default seccomp profile, and bind mounts for volspec-parse's volumes. */
 #include "common.h"
+#include "guest-abi.h"
+#include "vol.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -15,14 +17,7 @@
 
 #define NCAPS 41 /* CAP_CHOWN (0) .. CAP_CHECKPOINT_RESTORE (40) */
 #define MAX_LIST 256
-#define MAX_MOUNT_LINE 16384
 
-/* guest-side sources of volume mounts, created by the guest init */
-#define GUEST_VOLUME_DIR "/run/boxkit/volumes"
-#define GUEST_FILE_DIR "/run/boxkit/files"
-/* --init: the guest's init binary, bound into the container as its PID 1 */
-#define GUEST_INIT "/sbin/boxkit-init"
-#define CONTAINER_INIT "/.boxkit-init"
 
 static const char *const default_caps[] = { "CHOWN",  "DAC_OVERRIDE", "FSETID",	     "FOWNER",	   "MKNOD",
 					    "NET_RAW", "SETGID",	  "SETUID",	     "SETFCAP",	   "SETPCAP",
@@ -430,95 +425,33 @@ static void add_mount(struct json_object *mounts, const char *dst, const char *t
 	json_object_array_add(mounts, m);
 }
 
-static const char *jstr(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static bool clean_abs(const char *p)
-{
-	if (p[0] != '/' || !p[1] || strlen(p) > 4000)
-		return false;
-	return path_is_clean_relative(p + 1);
-}
-
-static bool tag_ok(const char *t)
-{
-	size_t n = strlen(t);
-	if (!n || n > 36)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)t[i]) && t[i] != '_' && t[i] != '-')
-			return false;
-	return true;
-}
-
 static int volume_mounts(struct json_object *mounts)
 {
 	cleanup_fclose FILE *owned = NULL;
+	cleanup_free struct vol_entry *v = NULL;
 	FILE *in = stdin;
-	cleanup_free char *line = malloc(MAX_MOUNT_LINE + 1);
-	ssize_t len;
-	int lineno = 0, count = 0;
+	size_t n = 0;
+	char err[1024];
+	int r;
 
-	if (!line)
-		return log_sys(ENOMEM, "out of memory");
 	if (strcmp(arg.mounts_from, "-") != 0) {
 		owned = fopen(arg.mounts_from, "re");
 		if (!owned)
 			return log_sys(errno, "cannot open '%s'", arg.mounts_from);
 		in = owned;
 	}
-	while ((len = read_line_limited(in, line, MAX_MOUNT_LINE + 1)) != 0) {
-		lineno++;
-		if (len == -E2BIG) {
-			log_error("%s line %d: longer than %d bytes", arg.mounts_from, lineno, MAX_MOUNT_LINE);
-			return EXIT_REFUSED;
-		}
-		if (len < 0)
-			return log_sys((int)len, "cannot read '%s'", arg.mounts_from);
-		if (!line[0])
-			continue;
-		if (++count > MAX_LIST) {
-			log_error("%s: more than %d volumes", arg.mounts_from, MAX_LIST);
-			return EXIT_REFUSED;
-		}
-		struct json_tokener *tok = json_tokener_new_ex(4);
-		if (!tok)
-			return log_sys(ENOMEM, "out of memory");
-		cleanup_json struct json_object *o = json_tokener_parse_ex(tok, line, (int)strlen(line));
-		bool good = o && json_tokener_get_error(tok) == json_tokener_success &&
-			    json_tokener_get_parse_end(tok) == strlen(line) && json_object_is_type(o, json_type_object);
-		json_tokener_free(tok);
-		if (!good) {
-			log_error("%s line %d: not one JSON object", arg.mounts_from, lineno);
-			return EXIT_REFUSED;
-		}
-		const char *tag = jstr(o, "tag"), *target = jstr(o, "target"), *type = jstr(o, "type");
-		struct json_object *ro = NULL;
-		bool readonly = false;
-		if (json_object_object_get_ex(o, "readonly", &ro)) {
-			if (!json_object_is_type(ro, json_type_boolean)) {
-				log_error("%s line %d: readonly must be true or false", arg.mounts_from, lineno);
-				return EXIT_REFUSED;
-			}
-			readonly = json_object_get_boolean(ro);
-		}
-		if (!tag || !target || !type || !tag_ok(tag) || !clean_abs(target) ||
-		    (strcmp(type, "directory") && strcmp(type, "file"))) {
-			log_error("%s line %d: needs tag ([A-Za-z0-9_-]{1,36}), an absolute clean target and type "
-				  "directory|file",
-				  arg.mounts_from, lineno);
-			return EXIT_REFUSED;
-		}
+	if ((r = vol_read(in, &v, &n, err, sizeof(err))) < 0) {
+		if (r != -EINVAL)
+			return log_sys(r, "cannot read '%s'", arg.mounts_from);
+		log_error("%s: %s", arg.mounts_from, err);
+		return EXIT_REFUSED;
+	}
+	for (size_t i = 0; i < n; i++) {
 		char src[128];
-		snprintf(src, sizeof(src), "%s/%s", strcmp(type, "file") ? GUEST_VOLUME_DIR : GUEST_FILE_DIR, tag);
+		snprintf(src, sizeof(src), "%s/%s", v[i].is_file ? GUEST_FILE_DIR : GUEST_VOLUME_DIR, v[i].tag);
 		static const char *const rw[] = { "rbind", "rprivate", "nosuid", "nodev", NULL };
 		static const char *const rdonly[] = { "rbind", "rprivate", "nosuid", "nodev", "ro", NULL };
-		add_mount(mounts, target, "bind", src, readonly ? rdonly : rw);
+		add_mount(mounts, v[i].target, "bind", src, v[i].readonly ? rdonly : rw);
 	}
 	return 0;
 }

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 #ifndef BOXKIT_LAUNCH_H
 #define BOXKIT_LAUNCH_H
+#include "runrec.h"
+#include "vol.h"
+
 #include <stdbool.h>
 #include <sys/types.h>
 #include <time.h>
 
+struct elfdeps;
+
 struct launch_args {
-	const char *config, *kernel, *system, *rootfs, *volumes, *accel, *chroot_json, *run_dir, *qemu, *home;
+	const char *config, *kernel, *system, *rootfs, *volumes, *accel, *chroot_json, *run_id, *qemu, *home;
 	long memory, cpus;
 	double timeout;
 	bool probe_only;
@@ -14,18 +19,27 @@ struct launch_args {
 extern struct launch_args arg;
 
 struct volume {
-	char tag[40];
-	bool is_file, readonly;
-	char file_name[256];
-	char source[4096];
-	char share_dir[4200];  /* what virtiofsd serves: the volume, or a staging dir */
-	bool staged;           /* share_dir is this run's staging dir for a file */
-	char sock_name[32];    /* in the socket directory */
-	char sock_in_vmm[4200]; /* the path QEMU connects to */
+	struct vol_entry e;
+	int pinned;	       /* O_PATH: the source, opened once by the gate */
+	int share_fd;	       /* O_PATH: what virtiofsd serves (the source, or its staging dir) */
+	int tree;	       /* the share as a detached bind mount, until virtiofsd has it */
+	char file_name[256];   /* a file mount: the file's name in its staging dir */
+	char stage_name[96];   /* a file mount: <run id>-<tag> under the staging root */
+	char sock_name[32];    /* in the jail's /run */
+	char sock_in_vmm[64];  /* the path QEMU connects to */
 	pid_t vfsd;
+	int log;	       /* read end of virtiofsd's stderr */
+	char log_tail[2048];   /* its last bytes */
+	size_t log_len;
 };
 
 struct vm {
+	/* the home (canonical) and this run */
+	char home[4096];
+	int homefd;
+	char run_id[RUN_ID_LEN + 1];
+	bool own_run;	    /* created here (not given with --run) */
+	char run_dir[4200]; /* <home>/run/<id>: root's, 0700 */
 	/* resolved inputs, as the host sees them */
 	char kernel[4096], system[4096], rootfs[4096];
 	const char *accel; /* "kvm" or "tcg" */
@@ -35,10 +49,12 @@ struct vm {
 	char vmm_in[4096], kernel_in[4096], drives_in[2][4096];
 	uid_t uid;
 	gid_t gid;
+	struct {
+		char source[4096], target[4096];
+	} *binds; /* read-only binds into the jail, in QEMU's own mount namespace */
+	int nbinds;
 	/* run state */
-	char run_dir[4096];
-	bool own_run_dir;
-	char console[4200];
+	char console[4300];
 	int ctl;
 	pid_t qemu;
 	int qemu_status;
@@ -46,17 +62,23 @@ struct vm {
 	struct timespec t0;
 	struct volume *vols;
 	int nvols;
-	int sockdir; /* O_PATH fd of the directory holding the vhost-user sockets */
+	int volfd;   /* O_PATH: <home>/volumes, the store */
+	int sockdir; /* O_PATH: the jail's /run, holding the vhost-user sockets */
+	int vfsd_bin;
+	char vfsd_cap[64];
+	size_t vfsd_caplen;
+	struct elfdeps *vfsd_deps;
 };
 
-/* shares.c: one virtiofsd per volume */
-int shares_prepare(struct vm *vm, const char *home);
-int shares_start(struct vm *vm, const char *home);
+/* shares.c: one sandboxed virtiofsd per volume */
+int shares_prepare(struct vm *vm);
+int shares_start(struct vm *vm);
 /* a virtiofsd that exited: returns its volume index or -1 */
 int shares_reap(struct vm *vm, pid_t pid, int status, bool complain);
+void shares_drain_log(struct volume *v);
 void shares_stop(struct vm *vm);
 
-int vm_prepare(struct vm *vm, const char *home, char **config, size_t *config_len);
+int vm_prepare(struct vm *vm, char **config, size_t *config_len);
 int vm_start(struct vm *vm);
 void vm_kill(struct vm *vm);
 void vm_cleanup(struct vm *vm);

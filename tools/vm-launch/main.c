@@ -41,7 +41,7 @@ static void usage(FILE *f)
 	      "  --timeout SECONDS   stop the VM after this long (exit 125)\n"
 	      "  --accel A           auto (default), kvm or tcg\n"
 	      "  --chroot FILE       chroot-stage's JSON: run QEMU jailed in that chroot\n"
-	      "  --run-dir DIR       where the console log goes (default: a new dir under the home)\n"
+	      "  --run ID            the run (from run-record new) this launch belongs to; default: a new one\n"
 	      "  --qemu PATH         the QEMU binary (default qemu-system-x86_64)\n"
 	      "  --home DIR          boxkit home\n"
 	      "  --probe-accel       print what --accel auto picks (JSON) and exit\n"
@@ -57,14 +57,14 @@ static void usage(FILE *f)
 static int parse_argv(int argc, char **argv)
 {
 	enum { O_CONFIG = 256, O_KERNEL, O_SYSTEM, O_ROOTFS, O_VOLUMES, O_MEMORY, O_CPUS, O_TIMEOUT, O_ACCEL, O_CHROOT,
-	       O_RUNDIR, O_QEMU, O_HOME, O_PROBE, O_VFSD_HANDLES };
+	       O_RUN, O_QEMU, O_HOME, O_PROBE, O_VFSD_HANDLES };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG }, { "kernel", required_argument, NULL, O_KERNEL },
 		{ "system", required_argument, NULL, O_SYSTEM }, { "rootfs", required_argument, NULL, O_ROOTFS },
 		{ "volumes", required_argument, NULL, O_VOLUMES }, { "memory", required_argument, NULL, O_MEMORY },
 		{ "cpus", required_argument, NULL, O_CPUS },	 { "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "accel", required_argument, NULL, O_ACCEL },	 { "chroot", required_argument, NULL, O_CHROOT },
-		{ "run-dir", required_argument, NULL, O_RUNDIR }, { "qemu", required_argument, NULL, O_QEMU },
+		{ "run", required_argument, NULL, O_RUN }, { "qemu", required_argument, NULL, O_QEMU },
 		{ "home", required_argument, NULL, O_HOME },	 { "probe-accel", no_argument, NULL, O_PROBE },
 		{ "verbose", no_argument, NULL, 'v' },		 { "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -107,7 +107,13 @@ static int parse_argv(int argc, char **argv)
 			arg.accel = optarg;
 			break;
 		case O_CHROOT: arg.chroot_json = optarg; break;
-		case O_RUNDIR: arg.run_dir = optarg; break;
+		case O_RUN:
+			if (!run_id_valid(optarg)) {
+				log_error("--run '%s' is not a run id (26 characters of [0-9a-z])", optarg);
+				return -1;
+			}
+			arg.run_id = optarg;
+			break;
 		case O_QEMU: arg.qemu = optarg; break;
 		case O_HOME: arg.home = optarg; break;
 		case O_PROBE: arg.probe_only = true; break;
@@ -151,8 +157,8 @@ static int send_plan(int ctl, const char *config, size_t config_len, const struc
 	int r = frame_send(ctl, FR_CONFIG, config, (uint32_t)config_len);
 	for (int i = 0; r == 0 && i < nvols; i++) {
 		char line[512];
-		int n = snprintf(line, sizeof(line), "%s\t%s\t%d\t%s", vols[i].tag, vols[i].is_file ? "file" : "directory",
-				 vols[i].readonly ? 1 : 0, vols[i].file_name);
+		int n = snprintf(line, sizeof(line), "%s\t%s\t%d\t%s", vols[i].e.tag, vols[i].e.is_file ? "file" : "directory",
+				 vols[i].e.readonly ? 1 : 0, vols[i].file_name);
 		r = frame_send(ctl, FR_VOLUME, line, (uint32_t)n);
 	}
 	return r ? r : frame_send(ctl, FR_GO, NULL, 0);
@@ -185,15 +191,20 @@ static int relay(struct vm *vm, const char *config, size_t config_len)
 	fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
 
 	while (!qemu_gone) {
-		struct pollfd pf[4] = { { sfd, POLLIN, 0 },
-					{ vm->ctl, vm->ctl >= 0 ? POLLIN : 0, 0 },
-					{ stdin_open && vm->plan_sent ? STDIN_FILENO : -1, POLLIN, 0 },
-					{ tfd, POLLIN, 0 } };
-		if (poll(pf, 4, -1) < 0) {
+		struct pollfd pf[4 + 64] = { { sfd, POLLIN, 0 },
+					     { vm->ctl, vm->ctl >= 0 ? POLLIN : 0, 0 },
+					     { stdin_open && vm->plan_sent ? STDIN_FILENO : -1, POLLIN, 0 },
+					     { tfd, POLLIN, 0 } };
+		for (int i = 0; i < vm->nvols && i < 64; i++)
+			pf[4 + i] = (struct pollfd){ vm->vols[i].log, POLLIN, 0 };
+		if (poll(pf, (nfds_t)(4 + (vm->nvols < 64 ? vm->nvols : 64)), -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return log_sys(errno, "poll");
 		}
+		for (int i = 0; i < vm->nvols && i < 64; i++)
+			if (pf[4 + i].revents)
+				shares_drain_log(&vm->vols[i]);
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
@@ -301,10 +312,40 @@ static int relay(struct vm *vm, const char *config, size_t config_len)
 	return status;
 }
 
+/* The run: the one given with --run (box made it), or a new one. Its
+ * directory is root's; this process becomes one of its owners. */
+static int open_run(struct vm *vm)
+{
+	int r;
+	if (arg.run_id) {
+		snprintf(vm->run_id, sizeof(vm->run_id), "%s", arg.run_id);
+		r = run_add_process(vm->homefd, vm->run_id, RUN_OWNERS, NULL, getpid());
+		if (r == -ENOENT)
+			return log_error("no run '%s' under '%s/" RUN_ROOT "' (make one with run-record new)", vm->run_id,
+					 vm->home),
+			       EXIT_LAUNCH;
+	} else {
+		if ((r = run_id_new(vm->run_id)) == 0 && (r = run_create(vm->homefd, vm->run_id, getpid())) == 0)
+			vm->own_run = true;
+	}
+	if (r < 0) {
+		log_sys(r, "cannot set up the run '%s'", vm->run_id);
+		vm->run_id[0] = 0;
+		return EXIT_LAUNCH;
+	}
+	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s/" RUN_ROOT "/%s", vm->home, vm->run_id);
+	/* the one id: every log line of this run carries it */
+	if (!getenv("BOXKIT_OP_ID")) {
+		setenv("BOXKIT_OP_ID", vm->run_id, 1);
+		log_init("vm-launch");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *config = NULL;
-	struct vm vm = { .ctl = -1, .qemu = -1, .sockdir = -1 };
+	struct vm vm = { .ctl = -1, .qemu = -1, .sockdir = -1, .volfd = -1, .homefd = -1, .vfsd_bin = -1 };
 	size_t config_len = 0;
 	sigset_t mask;
 	int r;
@@ -312,11 +353,16 @@ int main(int argc, char **argv)
 	log_init(argv[0]);
 	if (parse_argv(argc, argv) < 0)
 		return EXIT_LAUNCH;
-	if (boxkit_home(arg.home, &home) < 0) {
-		log_error("cannot find the boxkit home: set --home, BOXKIT_HOME or HOME");
+	if ((r = boxkit_home_canon(arg.home, true, &home)) < 0) {
+		log_sys(r, "cannot use the boxkit home (set --home, BOXKIT_HOME or HOME)");
 		return EXIT_LAUNCH;
 	}
-	/* signals are handled through a signalfd in the relay */
+	/* signals are handled through a signalfd in the relay. An ignored signal
+	 * never reaches a signalfd, and a shell starts background jobs with
+	 * SIGINT ignored: take the default dispositions back first. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGINT);
@@ -325,18 +371,23 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (arg.probe_only) {
-		r = probe_print(home);
-		return r;
-	}
-	r = vm_prepare(&vm, home, &config, &config_len);
+	if (arg.probe_only)
+		return probe_print(home);
+	snprintf(vm.home, sizeof(vm.home), "%s", home);
+	vm.homefd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (vm.homefd < 0)
+		return log_sys(errno, "cannot open the home '%s'", home), EXIT_LAUNCH;
+	r = open_run(&vm);
 	if (r == 0)
-		r = shares_start(&vm, home);
+		r = vm_prepare(&vm, &config, &config_len);
+	if (r == 0)
+		r = shares_start(&vm);
 	if (r == 0)
 		r = vm_start(&vm);
 	if (r == 0)
 		r = relay(&vm, config, config_len);
 	vm_cleanup(&vm);
+	close(vm.homefd);
 	if (close_stdout() < 0 && r == 0)
 		r = EXIT_LAUNCH;
 	return r;

@@ -1,206 +1,459 @@
 /* SPDX-License-Identifier: MIT */
-/* Volumes in the VM: every volume goes through `volspec-parse --check` again
- * (a caller that wrote the JSON by hand still cannot mount a host path), then
- * gets one virtiofsd: the vfsd-cap-install copy, run as the VM's uid with
- * exactly CAP_DAC_READ_SEARCH (from the file capability),
- * --inode-file-handles=mandatory --cache=auto --sandbox=none, and its own
- * seccomp filter. A single file is served from a fresh staging directory of
- * this run holding a hard link to it, so nothing beside it is reachable. */
+/* Volumes in the VM. Every entry goes through the gate in lib/common/vol.c
+ * (in process): its source is opened once, beneath the volume store, without
+ * following a symlink, checked with fstat, and from then on used only
+ * through that descriptor:
+ *   - ownership: fchownat(fd, "", ..., AT_EMPTY_PATH);
+ *   - a file mount's staging link: linkat(fd, "", ..., AT_EMPTY_PATH) into a
+ *     fresh root-owned directory in the store's staging root;
+ *   - what virtiofsd serves: a bind mount cloned from the descriptor
+ *     (open_tree OPEN_TREE_CLONE), attached at /shared in the daemon's own
+ *     mount namespace.
+ * A guest that renames or symlinks inside a volume another run shares can
+ * therefore not redirect any of these to a host path.
+ *
+ * virtiofsd runs in a sandbox of its own: new mount, PID, network, IPC and
+ * UTS namespaces whose root is a fresh tmpfs holding only a copy of the
+ * daemon (with its file capability) and exactly the libraries it needs,
+ * /shared, and a /proc of its own PID namespace (hidepid=invisible; not
+ * subset=pid: virtiofsd reads /proc/sys/fs/nr_open). It keeps CAP_DAC_READ_SEARCH, which mandatory file handles
+ * need, and with which open_by_handle_at opens any inode of a filesystem it
+ * holds a descriptor on: so no descriptor or mount of the host's filesystem
+ * is reachable from it (its stdio are pipes, its binary is the tmpfs copy,
+ * no other process is visible in its /proc), and the volumes live on a
+ * filesystem of their own (box setup). Its environment is fixed, every
+ * descriptor but 0-3 is closed, RLIMIT_NOFILE and RLIMIT_CORE are set. */
 #include "common.h"
+#include "elfdeps.h"
 #include "launch.h"
+#include "runrec.h"
+#include "spawn.h"
+#include "testhook.h"
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <sys/capability.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <linux/capability.h>
+#include <sys/xattr.h>
+#include <linux/mount.h>
 
-/* run TOOL (beside this binary) with args; stdout captured into out */
-static int run_tool(const char *tool, char *const argv[], char *out, size_t outlen)
+#define VFSD_NOFILE 65536
+#define VFSD_ROOT_SIZE "size=64m"
+
+static int sys_open_tree(int dfd, const char *path, unsigned flags)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 64];
-	int r = self_dir(dir, sizeof(dir));
-	if (r < 0)
-		return r;
-	snprintf(path, sizeof(path), "%s/%s", dir, tool);
-	return run_capture(path, argv, false, out, outlen);
+	return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+static int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned flags)
+{
+	return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
+}
+static int sys_mount_setattr(int dfd, const char *path, unsigned flags, struct mount_attr *a)
+{
+	return (int)syscall(SYS_mount_setattr, dfd, path, flags, a, sizeof(*a));
 }
 
-int shares_prepare(struct vm *vm, const char *home)
+int shares_prepare(struct vm *vm)
 {
-	static char out[1 << 20];
-	char *argv[] = { "volspec-parse", "--home", (char *)home, "--check", (char *)arg.volumes, NULL };
-	int r = run_tool("volspec-parse", argv, out, sizeof(out));
-	if (r != 0) {
-		log_error("the volumes in '%s' did not pass 'volspec-parse --check'; no VM was started", arg.volumes);
+	cleanup_fclose FILE *in = fopen(arg.volumes, "re");
+	char err[1024];
+	struct vol_entry *ents = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!in)
+		return log_error("cannot open --volumes '%s': %s", arg.volumes, strerror(errno)), EXIT_LAUNCH;
+	if ((r = vol_read(in, &ents, &n, err, sizeof(err))) < 0) {
+		if (r == -EINVAL)
+			log_error("--volumes '%s': %s; no VM was started", arg.volumes, err);
+		else
+			log_sys(r, "cannot read --volumes '%s'", arg.volumes);
 		return EXIT_LAUNCH;
 	}
-	int n = 0;
-	for (char *c = out; *c; c++)
-		n += *c == '\n';
-	vm->vols = calloc((size_t)(n ? n : 1), sizeof(*vm->vols));
-	if (!vm->vols)
+	vm->vols = calloc(n ? n : 1, sizeof(*vm->vols));
+	if (!vm->vols) {
+		free(ents);
 		return log_sys(ENOMEM, "out of memory"), EXIT_LAUNCH;
-	char *save = NULL;
-	for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		cleanup_json struct json_object *o = json_tokener_parse(line);
-		struct json_object *v;
-		struct volume *vol = &vm->vols[vm->nvols];
-		if (!o)
-			continue;
-		if (json_object_object_get_ex(o, "tag", &v))
-			snprintf(vol->tag, sizeof(vol->tag), "%s", json_object_get_string(v));
-		if (json_object_object_get_ex(o, "source", &v))
-			snprintf(vol->source, sizeof(vol->source), "%s", json_object_get_string(v));
-		if (json_object_object_get_ex(o, "type", &v))
-			vol->is_file = !strcmp(json_object_get_string(v), "file");
-		if (json_object_object_get_ex(o, "readonly", &v))
-			vol->readonly = json_object_get_boolean(v);
-		const char *base = strrchr(vol->source, '/');
-		snprintf(vol->file_name, sizeof(vol->file_name), "%.255s", base ? base + 1 : vol->source);
-		vol->vfsd = -1;
-		vm->nvols++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		vm->vols[i].e = ents[i];
+		vm->vols[i].pinned = vm->vols[i].share_fd = vm->vols[i].tree = vm->vols[i].log = -1;
+		vm->vols[i].vfsd = -1;
+	}
+	vm->nvols = (int)n;
+	free(ents);
+	if (n == 0)
+		return 0;
+	if (!vm->jailed) {
+		log_error("volumes need the jail (run as root): virtiofsd's sandbox and the volume store need it; no VM was "
+			  "started");
+		return EXIT_LAUNCH;
+	}
+	if (n > 64)
+		return log_error("at most 64 volumes"), EXIT_LAUNCH;
+	/* the store: a filesystem of its own, so that virtiofsd's file handles reach nothing else */
+	vm->volfd = openat(vm->homefd, VOL_STORE_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (vm->volfd < 0)
+		return log_error("no volume store at '%s/" VOL_STORE_DIR "': %s; run 'box setup'", vm->home, strerror(errno)),
+		       EXIT_LAUNCH;
+	if (!fd_is_mount_root(vm->volfd)) {
+		log_error("'%s/" VOL_STORE_DIR "' is not a filesystem of its own: run 'box setup' (volumes must live on a "
+			  "filesystem that holds nothing else); no VM was started",
+			  vm->home);
+		return EXIT_LAUNCH;
+	}
+	for (int i = 0; i < vm->nvols; i++) {
+		struct volume *v = &vm->vols[i];
+		if ((r = vol_gate(vm->home, vm->volfd, &v->e, &v->pinned, err, sizeof(err))) < 0) {
+			if (r == -EINVAL)
+				log_error("volume %s ('%s'): %s; no VM was started", v->e.tag, v->e.target, err);
+			else
+				log_sys(r, "cannot open volume %s", v->e.tag);
+			return EXIT_LAUNCH;
+		}
+		const char *base = strrchr(v->e.subpath, '/');
+		snprintf(v->file_name, sizeof(v->file_name), "%.255s", base ? base + 1 : v->e.subpath);
+		log_debug("volume %s pinned: '%s'", v->e.tag, v->e.source);
 	}
 	return 0;
 }
 
-/* the copy of virtiofsd with its capability, from vfsd-cap-install */
-static int wrapper_fd(const char *home, char *path, size_t pathlen)
+/* Ownership and staging, through the pinned descriptors only. */
+static int shares_stage(struct vm *vm)
 {
-	char *argv[] = { "vfsd-cap-install", "--home", (char *)home, NULL };
-	int r = run_tool("vfsd-cap-install", argv, path, pathlen);
+	cleanup_close int staging = -1;
+	for (int i = 0; i < vm->nvols; i++) {
+		struct volume *v = &vm->vols[i];
+		struct stat st;
+		/* virtiofsd runs as the VM's uid: a writable volume must be its own, so
+		 * that what the workload creates belongs to it on the host */
+		if (!v->e.readonly) {
+			if (fstat(v->pinned, &st) < 0)
+				return log_sys(errno, "cannot stat volume %s", v->e.tag), EXIT_LAUNCH;
+			if ((st.st_uid != vm->uid || st.st_gid != vm->gid) &&
+			    fchownat(v->pinned, "", vm->uid, vm->gid, AT_EMPTY_PATH) < 0)
+				return log_sys(errno, "cannot give volume %s to the VM's uid", v->e.tag), EXIT_LAUNCH;
+		}
+		if (!v->e.is_file) {
+			v->share_fd = fcntl(v->pinned, F_DUPFD_CLOEXEC, 3);
+			if (v->share_fd < 0)
+				return log_sys(errno, "dup"), EXIT_LAUNCH;
+			continue;
+		}
+		/* a file: a fresh staging directory holding one hard link to it */
+		if (staging < 0) {
+			if (mkdirat(vm->volfd, VOL_ROOT_STAGING, 0700) < 0 && errno != EEXIST)
+				return log_sys(errno, "cannot create the staging root"), EXIT_LAUNCH;
+			staging = openat(vm->volfd, VOL_ROOT_STAGING, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (staging < 0)
+				return log_sys(errno, "cannot open the staging root"), EXIT_LAUNCH;
+		}
+		snprintf(v->stage_name, sizeof(v->stage_name), "%s-%s", vm->run_id, v->e.tag);
+		int r = run_add(vm->homefd, vm->run_id, RUN_STAGING, v->stage_name);
+		if (r < 0)
+			return log_sys(r, "cannot record the staging directory"), EXIT_LAUNCH;
+		/* root's and not writable by the VM's uid: the guest cannot add or
+		 * remove names in it; virtiofsd reads it with CAP_DAC_READ_SEARCH */
+		if (mkdirat(staging, v->stage_name, 0700) < 0)
+			return log_sys(errno, "cannot create staging directory '%s'", v->stage_name), EXIT_LAUNCH;
+		v->share_fd = openat(staging, v->stage_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (v->share_fd < 0)
+			return log_sys(errno, "cannot open staging directory '%s'", v->stage_name), EXIT_LAUNCH;
+		if (linkat(v->pinned, "", v->share_fd, v->file_name, AT_EMPTY_PATH) < 0)
+			return log_sys(errno, "cannot link volume %s into its staging directory", v->e.tag), EXIT_LAUNCH;
+	}
+	return 0;
+}
+
+/* ---- virtiofsd's sandbox ------------------------------------------------------------- */
+
+struct vfsd_ctx {
+	int tree; /* the share, a detached bind mount */
+	int bin;  /* the daemon to copy (read) */
+	const void *cap;
+	size_t caplen;
+	const struct elfdeps *deps;
+	const char *attach; /* an existing root-owned directory to mount the new root on */
+	uid_t uid;
+	gid_t gid;
+};
+
+#define FAIL(e, what) ({ snprintf(err, errlen, "%s", what); return -(e); })
+
+static int mkdir_parents(int rootfd, const char *rel)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s", rel);
+	for (char *s = p; (s = strchr(s, '/')); s++) {
+		*s = 0;
+		if (mkdirat(rootfd, p, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	return 0;
+}
+
+static int copy_into(int rootfd, const char *rel, int src, mode_t mode)
+{
+	struct stat st;
+	int r;
+	if ((r = mkdir_parents(rootfd, rel)) < 0)
+		return r;
+	cleanup_close int out = openat(rootfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (out < 0 || fstat(src, &st) < 0)
+		return -errno;
+	off_t off = 0;
+	while (off < st.st_size) {
+		ssize_t n = sendfile(out, src, &off, (size_t)(st.st_size - off));
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+	}
+	return 0;
+}
+
+static int vfsd_setup(void *p, char *err, size_t errlen)
+{
+	const struct vfsd_ctx *c = p;
+	char path[PATH_MAX + 16];
+	int r;
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		FAIL(errno, "make mounts private");
+	if (mount("tmpfs", c->attach, "tmpfs", MS_NODEV, "mode=0755," VFSD_ROOT_SIZE) < 0)
+		FAIL(errno, "mount the sandbox's tmpfs");
+	cleanup_close int root = open(c->attach, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		FAIL(errno, "open the sandbox root");
+	for (int i = 0; i < c->deps->n; i++) {
+		cleanup_close int src = open(c->deps->path[i], O_RDONLY | O_CLOEXEC);
+		if (src < 0 || (r = copy_into(root, c->deps->path[i] + 1, src, 0755)) < 0) {
+			snprintf(err, errlen, "copy '%s' into the sandbox", c->deps->path[i]);
+			return src < 0 ? -errno : r;
+		}
+	}
+	if ((r = copy_into(root, "virtiofsd", c->bin, 0755)) < 0)
+		FAIL(-r, "copy virtiofsd into the sandbox");
+	{
+		cleanup_close int bfd = openat(root, "virtiofsd", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (bfd < 0 || fsetxattr(bfd, "security.capability", c->cap, c->caplen, 0) < 0)
+			FAIL(errno, "set virtiofsd's file capability in the sandbox");
+	}
+	if (mkdirat(root, "shared", 0755) < 0 ||
+	    sys_move_mount(c->tree, "", root, "shared", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		FAIL(errno, "attach the share at /shared");
+	snprintf(path, sizeof(path), "%s/proc", c->attach);
+	if (mkdirat(root, "proc", 0555) < 0 ||
+	    mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible") < 0)
+		FAIL(errno, "mount /proc in the sandbox");
+	if (chdir(c->attach) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
+	    chdir("/") < 0)
+		FAIL(errno, "pivot_root into the sandbox");
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV, NULL) < 0)
+		FAIL(errno, "make the sandbox root read-only");
+	/* at most VFSD_NOFILE (never above the hard limit: raising it needs
+	 * CAP_SYS_RESOURCE, which some hosts' bounding sets lack) */
+	struct rlimit nofile, core = { 0, 0 };
+	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
+		FAIL(errno, "getrlimit");
+	if (nofile.rlim_max > VFSD_NOFILE)
+		nofile.rlim_max = VFSD_NOFILE;
+	nofile.rlim_cur = nofile.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &nofile) < 0 || setrlimit(RLIMIT_CORE, &core) < 0)
+		FAIL(errno, "setrlimit");
+	/* no capability but the one the copy's file capability grants; no
+	 * no_new_privs, which would void that file capability */
+	if ((r = drop_to_user(c->uid, c->gid, CAP_DAC_READ_SEARCH)) < 0)
+		FAIL(-r, "drop to the VM's uid");
+	return 0;
+}
+
+/* The vfsd-cap-install copy: its descriptor, its file capability (checked to
+ * be exactly cap_dac_read_search=ep) and the libraries it needs. */
+static int vfsd_binary(struct vm *vm)
+{
+	char path[PATH_MAX], missing[NAME_MAX + 1], dir[PATH_MAX], tool[PATH_MAX + 32];
+	char *argv[] = { "vfsd-cap-install", "--home", vm->home, NULL };
+	int r = self_dir(dir, sizeof(dir));
+	if (r < 0)
+		return log_sys(r, "cannot find this program's directory"), EXIT_LAUNCH;
+	snprintf(tool, sizeof(tool), "%s/vfsd-cap-install", dir);
+	r = run_capture(tool, argv, false, path, sizeof(path));
 	char *nl = strchr(path, '\n');
 	if (nl)
 		*nl = 0;
-	if (r != 0 || !path[0]) {
-		log_error("vfsd-cap-install failed (exit %d): no virtiofsd with file handles to serve the volumes", r);
-		return -1;
-	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		log_sys(errno, "cannot open '%s'", path);
-	return fd;
-}
-
-static int start_one(struct vm *vm, struct volume *vol, int wfd, int idx)
-{
-	char logp[4300], fdarg[16] = "--fd=3", dirarg[4300];
-	const char *handles = getenv("BOXKIT_TEST_VFSD_HANDLES"); /* test-only: never */
-	char harg[64];
-	snprintf(harg, sizeof(harg), "--inode-file-handles=%s", handles && *handles ? handles : "mandatory");
-	snprintf(vol->sock_name, sizeof(vol->sock_name), "vfs%d.sock", idx);
-	unlinkat(vm->sockdir, vol->sock_name, 0);
-	int lfd = unix_listen_beneath(vm->sockdir, vol->sock_name, 1);
-	if (lfd < 0)
-		return log_sys(lfd, "cannot listen on the socket for share %s", vol->tag), EXIT_LAUNCH;
-	if (vm->jailed && fchownat(vm->sockdir, vol->sock_name, vm->uid, vm->gid, AT_SYMLINK_NOFOLLOW) < 0) {
-		close(lfd);
-		return log_sys(errno, "cannot chown the socket of share %s", vol->tag), EXIT_LAUNCH;
-	}
-	if (vm->jailed)
-		snprintf(vol->sock_in_vmm, sizeof(vol->sock_in_vmm), "/run/%s", vol->sock_name);
-	else
-		snprintf(vol->sock_in_vmm, sizeof(vol->sock_in_vmm), "%s/%s", vm->run_dir, vol->sock_name);
-	snprintf(dirarg, sizeof(dirarg), "--shared-dir=%s", vol->share_dir);
-	snprintf(logp, sizeof(logp), "%s/virtiofsd-%s.log", vm->run_dir, vol->tag);
-	int logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (logfd < 0) {
-		close(lfd);
-		return log_sys(errno, "cannot create '%s'", logp), EXIT_LAUNCH;
-	}
-	char *argv[] = { "virtiofsd", fdarg, dirarg, "--cache=auto", harg, "--sandbox=none", "--log-level=error",
-			 vol->readonly ? "--readonly" : NULL, NULL };
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return log_sys(errno, "fork"), EXIT_LAUNCH;
-	if (pid == 0) {
-		sigset_t all;
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 || dup2(lfd, 3) < 0)
-			_exit(125);
-		/* no capability but the one the copy's file capability grants */
-		if (vm->jailed && drop_to_user(vm->uid, vm->gid, CAP_DAC_READ_SEARCH) < 0)
-			_exit(125);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-			_exit(125);
-		/* no no_new_privs here: it would void the file capability */
-		char *envp[] = { "PATH=/usr/bin:/bin", NULL };
-		fexecve(wfd, argv, envp);
-		_exit(127);
-	}
-	close(lfd);
-	close(logfd);
-	vol->vfsd = pid;
-	log_debug("virtiofsd pid %d serves '%s' as tag %s%s", pid, vol->share_dir, vol->tag, vol->readonly ? " (read-only)" : "");
+	if (r != 0 || !path[0])
+		return log_error("vfsd-cap-install failed (exit %d): no virtiofsd with file handles to serve the volumes", r),
+		       EXIT_LAUNCH;
+	vm->vfsd_bin = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (vm->vfsd_bin < 0)
+		return log_sys(errno, "cannot open '%s'", path), EXIT_LAUNCH;
+	cap_t have = cap_get_fd(vm->vfsd_bin), want = cap_from_text("cap_dac_read_search=ep");
+	bool same = have && want && cap_compare(have, want) == 0;
+	cap_free(have);
+	cap_free(want);
+	ssize_t n = fgetxattr(vm->vfsd_bin, "security.capability", vm->vfsd_cap, sizeof(vm->vfsd_cap));
+	if (!same || n <= 0)
+		return log_error("'%s' does not carry exactly cap_dac_read_search=ep; run vfsd-cap-install", path),
+		       EXIT_LAUNCH;
+	vm->vfsd_caplen = (size_t)n;
+	vm->vfsd_deps = malloc(sizeof(*vm->vfsd_deps));
+	if (!vm->vfsd_deps)
+		return log_sys(ENOMEM, "out of memory"), EXIT_LAUNCH;
+	snprintf(dir, sizeof(dir), "%s", path);
+	*strrchr(dir, '/') = 0;
+	if ((r = elf_deps(vm->vfsd_bin, dir, vm->vfsd_deps, missing, sizeof(missing))) < 0)
+		return log_sys(r, "cannot list the libraries of '%s'%s%s", path, missing[0] ? ": missing " : "", missing),
+		       EXIT_LAUNCH;
 	return 0;
 }
 
-int shares_start(struct vm *vm, const char *home)
+static int start_one(struct vm *vm, struct volume *v, int idx)
 {
-	char wpath[PATH_MAX];
+	char fdarg[16] = "--fd=3", msg[1024], harg[64];
+	/* test builds only: BOXKIT_TEST_VFSD_HANDLES=never shows what mandatory handles save */
+	const char *handles = test_getenv("BOXKIT_TEST_VFSD_HANDLES");
+	snprintf(harg, sizeof(harg), "--inode-file-handles=%s", handles && !strcmp(handles, "never") ? "never" : "mandatory");
+	int logp[2], nul[2], r;
+
+	snprintf(v->sock_name, sizeof(v->sock_name), "vfs%d.sock", idx);
+	if ((r = run_add(vm->homefd, vm->run_id, RUN_SOCKETS, v->sock_name)) < 0)
+		return log_sys(r, "cannot record the socket"), EXIT_LAUNCH;
+	unlinkat(vm->sockdir, v->sock_name, 0);
+	cleanup_close int lfd = unix_listen_beneath(vm->sockdir, v->sock_name, 1);
+	if (lfd < 0)
+		return log_sys(lfd, "cannot listen on the socket for share %s", v->e.tag), EXIT_LAUNCH;
+	/* QEMU (the VM's uid) connects; the socket directory is root's, so no one
+	 * can swap the name between these calls */
+	if (fchmodat(vm->sockdir, v->sock_name, 0666, 0) < 0)
+		return log_sys(errno, "cannot chmod the socket of share %s", v->e.tag), EXIT_LAUNCH;
+	snprintf(v->sock_in_vmm, sizeof(v->sock_in_vmm), "/run/%s", v->sock_name);
+
+	/* the share as a detached bind mount made from the pinned descriptor */
+	v->tree = sys_open_tree(v->share_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (v->tree < 0)
+		return log_sys(errno, "cannot clone volume %s", v->e.tag), EXIT_LAUNCH;
+	struct mount_attr ma = { .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC |
+					     (v->e.readonly ? MOUNT_ATTR_RDONLY : 0) };
+	if (sys_mount_setattr(v->tree, "", AT_EMPTY_PATH, &ma) < 0)
+		return log_sys(errno, "cannot set the attributes of volume %s", v->e.tag), EXIT_LAUNCH;
+
+	if (pipe2(logp, O_CLOEXEC) < 0 || pipe2(nul, O_CLOEXEC) < 0)
+		return log_sys(errno, "pipe"), EXIT_LAUNCH;
+	close(nul[1]); /* stdin: at EOF */
+	char *argv[] = { "virtiofsd", fdarg, "--shared-dir=/shared", "--cache=auto", harg, "--sandbox=none", "--log-level=error", "--rlimit-nofile=0",
+			 v->e.readonly ? "--readonly" : NULL, NULL };
+	char runenv[4300];
+	snprintf(runenv, sizeof(runenv), "BOXKIT_RUN_DIR=%s", vm->run_dir);
+	char *envp[] = { "PATH=/", "LC_ALL=C", runenv, NULL };
+	struct vfsd_ctx ctx = { .tree = v->tree, .bin = vm->vfsd_bin, .cap = vm->vfsd_cap, .caplen = vm->vfsd_caplen,
+				.deps = vm->vfsd_deps, .attach = vm->run_dir, .uid = vm->uid, .gid = vm->gid };
+	struct spawn_fd fds[] = { { nul[0], 0 }, { logp[1], 1 }, { logp[1], 2 }, { lfd, 3 } };
+	struct spawn sp = { .path = "/virtiofsd",
+			    .exec_fd = -1,
+			    .argv = argv,
+			    .envp = envp,
+			    .fds = fds,
+			    .nfds = ARRAY_SIZE(fds),
+			    .ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
+			    .pdeathsig = SIGKILL,
+			    .setup = vfsd_setup,
+			    .ctx = &ctx };
+	r = spawn_run(&sp, &v->vfsd, msg, sizeof(msg));
+	close(nul[0]);
+	close(logp[1]);
+	close(v->tree);
+	v->tree = -1;
+	if (r < 0) {
+		close(logp[0]);
+		log_error("cannot start virtiofsd for share %s: %s", v->e.tag, msg);
+		return EXIT_LAUNCH;
+	}
+	v->log = logp[0];
+	fcntl(v->log, F_SETFL, O_NONBLOCK);
+	if ((r = run_add_process(vm->homefd, vm->run_id, RUN_PROCESSES, "virtiofsd", v->vfsd)) < 0)
+		return log_sys(r, "cannot record virtiofsd"), EXIT_LAUNCH;
+	log_debug("virtiofsd pid %d serves '%s' as tag %s%s", v->vfsd, v->e.source, v->e.tag,
+		  v->e.readonly ? " (read-only)" : "");
+	return 0;
+}
+
+int shares_start(struct vm *vm)
+{
 	int r;
 	if (vm->nvols == 0)
 		return 0;
-	const char *sdir = vm->jailed ? NULL : vm->run_dir;
-	char buf[4200];
-	if (vm->jailed) {
-		snprintf(buf, sizeof(buf), "%s/run", vm->root);
-		sdir = buf;
-	}
-	vm->sockdir = open(sdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	test_pause("volumes-pinned");
+	if ((r = shares_stage(vm)))
+		return r;
+	char buf[PATH_MAX + 8];
+	snprintf(buf, sizeof(buf), "%s/run", vm->root);
+	vm->sockdir = open(buf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (vm->sockdir < 0)
-		return log_sys(errno, "cannot open '%s'", sdir), EXIT_LAUNCH;
-	/* file mounts: a fresh staging directory per mount, never reused */
-	for (int i = 0; i < vm->nvols; i++) {
-		struct volume *vol = &vm->vols[i];
-		if (!vol->is_file) {
-			snprintf(vol->share_dir, sizeof(vol->share_dir), "%s", vol->source);
-			continue;
-		}
-		snprintf(vol->share_dir, sizeof(vol->share_dir), "%s/stage-%s", vm->run_dir, vol->tag);
-		if (mkdir(vol->share_dir, 0700) < 0)
-			return log_sys(errno, "cannot create '%s'", vol->share_dir), EXIT_LAUNCH;
-		vol->staged = true;
-		if (vm->jailed && chown(vol->share_dir, vm->uid, vm->gid) < 0)
-			return log_sys(errno, "cannot chown '%s'", vol->share_dir), EXIT_LAUNCH;
-		char dst[8500];
-		snprintf(dst, sizeof(dst), "%s/%s", vol->share_dir, vol->file_name);
-		if (link(vol->source, dst) < 0)
-			return log_sys(errno, "cannot hard-link '%s' into '%s'", vol->source, vol->share_dir), EXIT_LAUNCH;
-	}
-	cleanup_close int wfd = wrapper_fd(home, wpath, sizeof(wpath));
-	if (wfd < 0)
-		return EXIT_LAUNCH;
+		return log_sys(errno, "cannot open '%s'", buf), EXIT_LAUNCH;
+	if ((r = vfsd_binary(vm)))
+		return r;
 	for (int i = 0; i < vm->nvols; i++)
-		if ((r = start_one(vm, &vm->vols[i], wfd, i)))
+		if ((r = start_one(vm, &vm->vols[i], i)))
 			return r;
 	return 0;
+}
+
+void shares_drain_log(struct volume *v)
+{
+	char buf[4096];
+	ssize_t n;
+	while (v->log >= 0 && (n = read(v->log, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN) {
+				close(v->log);
+				v->log = -1;
+			}
+			return;
+		}
+		/* keep the last bytes only: a guest can make the daemon log without end */
+		size_t k = (size_t)n;
+		if (k >= sizeof(v->log_tail) - 1) {
+			memcpy(v->log_tail, buf + k - (sizeof(v->log_tail) - 1), sizeof(v->log_tail) - 1);
+			v->log_len = sizeof(v->log_tail) - 1;
+		} else {
+			if (v->log_len + k > sizeof(v->log_tail) - 1) {
+				size_t drop = v->log_len + k - (sizeof(v->log_tail) - 1);
+				memmove(v->log_tail, v->log_tail + drop, v->log_len - drop);
+				v->log_len -= drop;
+			}
+			memcpy(v->log_tail + v->log_len, buf, k);
+			v->log_len += k;
+		}
+		v->log_tail[v->log_len] = 0;
+	}
+	if (v->log >= 0 && n == 0) {
+		close(v->log);
+		v->log = -1;
+	}
 }
 
 int shares_reap(struct vm *vm, pid_t pid, int status, bool complain)
 {
 	for (int i = 0; i < vm->nvols; i++)
 		if (vm->vols[i].vfsd == pid) {
-			vm->vols[i].vfsd = -1;
-			char logp[4300];
-			snprintf(logp, sizeof(logp), "%s/virtiofsd-%s.log", vm->run_dir, vm->vols[i].tag);
-			if (complain && vm->qemu > 0) {
-				char tail[2048] = "";
-				int fd = open(logp, O_RDONLY | O_CLOEXEC);
-				if (fd >= 0) {
-					ssize_t n = read(fd, tail, sizeof(tail) - 1);
-					tail[n > 0 ? n : 0] = 0;
-					close(fd);
-				}
-				log_error("virtiofsd for share %s ('%s') exited (status %d) while the VM ran: %s", vm->vols[i].tag,
-					  vm->vols[i].share_dir, status, tail[0] ? tail : "(no log)");
-			}
+			struct volume *v = &vm->vols[i];
+			v->vfsd = -1;
+			shares_drain_log(v);
+			if (complain && vm->qemu > 0)
+				log_error("virtiofsd for share %s ('%s') exited (status %d) while the VM ran: %s", v->e.tag,
+					  v->e.source, status, v->log_len ? v->log_tail : "(no log)");
 			return i;
 		}
 	return -1;
@@ -209,25 +462,19 @@ int shares_reap(struct vm *vm, pid_t pid, int status, bool complain)
 void shares_stop(struct vm *vm)
 {
 	for (int i = 0; i < vm->nvols; i++) {
-		struct volume *vol = &vm->vols[i];
-		if (vol->vfsd > 0) {
-			kill(vol->vfsd, SIGKILL);
-			waitpid(vol->vfsd, NULL, 0);
-			vol->vfsd = -1;
-		}
-		if (vol->sock_name[0] && vm->sockdir >= 0)
-			unlinkat(vm->sockdir, vol->sock_name, 0);
-		if (vol->staged) {
-			char p[8500];
-			snprintf(p, sizeof(p), "%s/%s", vol->share_dir, vol->file_name);
-			unlink(p);
-			rmdir(vol->share_dir);
-			vol->staged = false;
-		}
-		char logp[4300];
-		snprintf(logp, sizeof(logp), "%s/virtiofsd-%s.log", vm->run_dir, vol->tag);
-		if (vm->own_run_dir)
-			unlink(logp);
+		struct volume *v = &vm->vols[i];
+		if (v->vfsd > 0)
+			spawn_kill(v->vfsd);
+		v->vfsd = -1;
+		if (v->log >= 0)
+			close(v->log);
+		if (v->pinned >= 0)
+			close(v->pinned);
+		if (v->share_fd >= 0)
+			close(v->share_fd);
+		if (v->tree >= 0)
+			close(v->tree);
+		v->log = v->pinned = v->share_fd = v->tree = -1;
 	}
 	if (vm->sockdir >= 0)
 		close(vm->sockdir);

@@ -2,6 +2,8 @@
 #include "common.h"
 #include "frame.h"
 #include "launch.h"
+#include "runrec.h"
+#include "spawn.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -15,7 +17,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <linux/capability.h>
-#include <linux/sched.h>
+#include <linux/mount.h>
+#include <sched.h>
+#include <sys/mount.h>
 
 double vm_elapsed(const struct vm *vm)
 {
@@ -116,6 +120,26 @@ static int load_chroot(struct vm *vm)
 		log_error("--chroot: refusing to run the VMM as uid or gid 0");
 		return EXIT_LAUNCH;
 	}
+	/* read-only binds, made in the VMM's own mount namespace */
+	struct json_object *binds;
+	if (json_object_object_get_ex(o, "binds", &binds)) {
+		size_t nb = json_object_is_type(binds, json_type_array) ? json_object_array_length(binds) : 0;
+		if (!json_object_is_type(binds, json_type_array) || nb > 32)
+			return log_error("--chroot: binds must be a list of at most 32"), EXIT_LAUNCH;
+		vm->binds = calloc(nb ? nb : 1, sizeof(*vm->binds));
+		if (!vm->binds)
+			return log_sys(ENOMEM, "out of memory"), EXIT_LAUNCH;
+		for (size_t i = 0; i < nb; i++) {
+			struct json_object *b = json_object_array_get_idx(binds, i);
+			char *src = vm->binds[i].source, *dst = vm->binds[i].target;
+			if (json_str_into(b, "source", src, sizeof(vm->binds[i].source)) ||
+			    json_str_into(b, "target", dst, sizeof(vm->binds[i].target)) || src[0] != '/' || dst[0] != '/' ||
+			    !path_is_clean_relative(dst + 1))
+				return log_error("--chroot: bind %zu needs an absolute source and a clean absolute target", i + 1),
+				       EXIT_LAUNCH;
+		}
+		vm->nbinds = (int)nb;
+	}
 	vm->jailed = true;
 	return 0;
 }
@@ -137,7 +161,7 @@ static int resolve_file(const char *what, const char *given, const char *envvar,
 	return 0;
 }
 
-int vm_prepare(struct vm *vm, const char *home, char **config, size_t *config_len)
+int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 {
 	int r;
 	clock_gettime(CLOCK_MONOTONIC, &vm->t0);
@@ -174,41 +198,86 @@ int vm_prepare(struct vm *vm, const char *home, char **config, size_t *config_le
 	}
 	if (arg.chroot_json && (r = load_chroot(vm)))
 		return r;
-	if (arg.volumes && (r = shares_prepare(vm, home)))
+	if (arg.volumes && (r = shares_prepare(vm)))
 		return r;
 	const char *why = NULL;
-	if ((r = accel_choose(home, arg.qemu, vm->kernel, arg.accel, &vm->accel, &why)))
+	if ((r = accel_choose(vm->home, arg.qemu, vm->kernel, arg.accel, &vm->accel, &why)))
 		return r;
 	log_debug("accelerator: %s (%s)", vm->accel, why);
-	/* the run directory: the console log lives here */
-	if (arg.run_dir) {
-		snprintf(vm->run_dir, sizeof(vm->run_dir), "%s", arg.run_dir);
-	} else {
-		char id[27], *failed = NULL;
-		ulid_new(id);
-		snprintf(vm->run_dir, sizeof(vm->run_dir), "%s/run/vm-%s", home, id);
-		char parent[4200];
-		snprintf(parent, sizeof(parent), "%s/run", home);
-		if ((r = mkdir_p_0700(parent, &failed)) < 0 || mkdir(vm->run_dir, 0700) < 0) {
-			r = log_sys(r < 0 ? r : errno, "cannot create the run directory '%s'", failed ? failed : vm->run_dir);
-			free(failed);
-			return EXIT_LAUNCH;
-		}
-		vm->own_run_dir = true;
-	}
 	snprintf(vm->console, sizeof(vm->console), "%s/console.log", vm->run_dir);
 	return 0;
 }
 
 /* ---- the jail, in the child, before exec ---------------------------------------------- */
 
-static void child_fail(int errfd, const char *what)
+static int sys_open_tree(int dfd, const char *path, unsigned flags)
 {
-	char msg[512];
-	int n = snprintf(msg, sizeof(msg), "%s: %s", what, strerror(errno));
-	if (write(errfd, msg, (size_t)n) < 0) {
+	return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+static int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned flags)
+{
+	return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
+}
+
+#define FAIL(e, ...) ({ snprintf(err, errlen, __VA_ARGS__); return -(e); })
+
+/* In QEMU's new mount (and PID, IPC, UTS, network) namespace, as root: the
+ * chroot becomes a mount of its own, the library directories are bound in
+ * read-only, nosuid, nodev (only in this namespace: the host's never holds a
+ * mount of the jail), then pivot_root into it and the old root detached (so
+ * nothing outside the jail is reachable, unlike a plain chroot), then the
+ * uid drop and the descriptor limit. */
+static int qemu_setup(void *p, char *err, size_t errlen)
+{
+	struct vm *vm = p;
+	struct rlimit rl = { 256, 256 };
+	int r;
+	if (vm->jailed) {
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			FAIL(errno, "make mounts private");
+		if (mount(vm->root, vm->root, NULL, MS_BIND, NULL) < 0)
+			FAIL(errno, "bind the jail onto itself");
+		cleanup_close int rootfd = open(vm->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (rootfd < 0)
+			FAIL(errno, "open the jail");
+		for (int i = 0; i < vm->nbinds; i++) {
+			cleanup_close int tree = sys_open_tree(AT_FDCWD, vm->binds[i].source,
+							       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+			struct mount_attr ma = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+			if (tree < 0 || syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof(ma)) < 0)
+				FAIL(errno, "bind '%s' read-only", vm->binds[i].source);
+			cleanup_close int at = open_beneath(rootfd, vm->binds[i].target + 1, O_PATH | O_DIRECTORY, 0);
+			if (at < 0)
+				FAIL(-at, "open the bind point '%s' in the jail", vm->binds[i].target);
+			if (sys_move_mount(tree, "", at, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+				FAIL(errno, "bind '%s' at '%s'", vm->binds[i].source, vm->binds[i].target);
+		}
+		if (chdir(vm->root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
+		    chdir("/") < 0)
+			FAIL(errno, "pivot_root into the jail");
+		if ((r = drop_to_user(vm->uid, vm->gid, -1)) < 0)
+			FAIL(-r, "drop to the VM's uid");
 	}
-	_exit(127);
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		FAIL(errno, "setrlimit");
+	return 0;
+}
+
+static int load_filter(void);
+
+/* last, just before exec: no_new_privs, an empty capability set, seccomp */
+static int qemu_final(void *p, char *err, size_t errlen)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2] = { { 0 } };
+	int r;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		FAIL(errno, "no_new_privs");
+	if (syscall(SYS_capset, &h, d) < 0)
+		FAIL(errno, "capset");
+	if ((r = load_filter()) < 0)
+		FAIL(-r, "seccomp");
+	return 0;
 }
 
 /* What QEMU's -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,
@@ -264,7 +333,7 @@ static void add(char **argv, int *n, const char *s)
 
 int vm_start(struct vm *vm)
 {
-	int sv[2], errp[2];
+	int sv[2];
 	char mem[32], smp[32], fdopt[64], drive0[4300], drive1[4300], machine[128], accel[64];
 	char *argv[64 + 4 * 64];
 	char memobj[128], shareargs[64][2][4400];
@@ -272,13 +341,11 @@ int vm_start(struct vm *vm)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return log_sys(errno, "socketpair"), EXIT_LAUNCH;
-	if (pipe2(errp, O_CLOEXEC) < 0)
-		return log_sys(errno, "pipe"), EXIT_LAUNCH;
-	int con = open(vm->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* root's, in the root-owned run directory: QEMU writes it through the
+	 * descriptor it is handed, never by name */
+	int con = open(vm->console, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (con < 0)
 		return log_sys(errno, "cannot create '%s'", vm->console), EXIT_LAUNCH;
-	if (vm->jailed && fchown(con, vm->uid, vm->gid) < 0)
-		return log_sys(errno, "cannot chown '%s'", vm->console), EXIT_LAUNCH;
 
 	const int qfd = 3; /* QEMU's end of the control socket */
 	snprintf(mem, sizeof(mem), "%ld", arg.memory);
@@ -351,7 +418,7 @@ int vm_start(struct vm *vm)
 	for (int i = 0; i < vm->nvols; i++) {
 		snprintf(shareargs[i][0], sizeof(shareargs[i][0]), "socket,id=vfs%d,path=%s", i, vm->vols[i].sock_in_vmm);
 		snprintf(shareargs[i][1], sizeof(shareargs[i][1]), "vhost-user-fs-device,chardev=vfs%d,tag=%s", i,
-			 vm->vols[i].tag);
+			 vm->vols[i].e.tag);
 		add(argv, &n, "-chardev");
 		add(argv, &n, shareargs[i][0]);
 		add(argv, &n, "-device");
@@ -366,59 +433,57 @@ int vm_start(struct vm *vm)
 		log_debug("qemu: %s", line);
 	}
 
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return log_sys(errno, "fork"), EXIT_LAUNCH;
-	if (pid == 0) {
-		sigset_t all;
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(con, 1) < 0 || dup2(con, 2) < 0 || dup2(sv[1], qfd) < 0)
-			child_fail(errp[1], "cannot set up descriptors");
-		if (vm->jailed) {
-			if (chroot(vm->root) < 0)
-				child_fail(errp[1], "chroot");
-			if (chdir("/") < 0)
-				child_fail(errp[1], "chdir");
-			if (drop_to_user(vm->uid, vm->gid, -1) < 0)
-				child_fail(errp[1], "cannot drop to the VM's uid");
+	/* the QEMU binary: in the jail, or (unjailed) through PATH */
+	char qpath[PATH_MAX] = "";
+	if (!vm->jailed && !strchr(arg.qemu, '/')) {
+		const char *path = getenv("PATH");
+		cleanup_free char *pp = strdup(path && *path ? path : "/usr/bin:/bin");
+		for (char *save = NULL, *d = pp ? strtok_r(pp, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+			snprintf(qpath, sizeof(qpath), "%s/%s", d, arg.qemu);
+			if (access(qpath, X_OK) == 0)
+				break;
+			qpath[0] = 0;
 		}
-		/* after the uid change: a credential change clears the death signal */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-			_exit(127);
-		struct rlimit rl = { 256, 256 };
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			child_fail(errp[1], "setrlimit");
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-			child_fail(errp[1], "no_new_privs");
-		/* an empty capability set (after setresuid to non-root it is empty already) */
-		struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-		struct __user_cap_data_struct d[2] = { { 0 } };
-		if (syscall(SYS_capset, &h, d) < 0)
-			child_fail(errp[1], "capset");
-		if (load_filter() < 0)
-			child_fail(errp[1], "seccomp");
-		/* the control socket's QEMU end must survive exec */
-		fcntl(qfd, F_SETFD, 0);
-		execvp(argv[0], argv);
-		child_fail(errp[1], argv[0]);
-	}
+		if (!qpath[0])
+			return log_error("'%s' not found in PATH", arg.qemu), EXIT_LAUNCH;
+	} else
+		snprintf(qpath, sizeof(qpath), "%s", vm->jailed ? vm->vmm_in : arg.qemu);
+	int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (nul < 0)
+		return log_sys(errno, "cannot open /dev/null"), EXIT_LAUNCH;
+	/* a fixed environment, never the caller's; BOXKIT_RUN_DIR names the run
+	 * the process belongs to (for box gc and tests) */
+	char runenv[4300];
+	snprintf(runenv, sizeof(runenv), "BOXKIT_RUN_DIR=%s", vm->run_dir);
+	char *envp[] = { "PATH=/", "LC_ALL=C", runenv, NULL };
+	struct spawn_fd fds[] = { { nul, 0 }, { con, 1 }, { con, 2 }, { sv[1], qfd } };
+	struct spawn sp = { .path = qpath,
+			    .exec_fd = -1,
+			    .argv = argv,
+			    .envp = envp,
+			    .fds = fds,
+			    .nfds = ARRAY_SIZE(fds),
+			    .ns_flags = vm->jailed ? CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET : 0,
+			    .pdeathsig = SIGKILL,
+			    .setup = qemu_setup,
+			    .final = qemu_final,
+			    .ctx = vm };
+	char msg[1024];
+	pid_t pid;
+	int sr = spawn_run(&sp, &pid, msg, sizeof(msg));
+	close(nul);
 	close(sv[1]);
 	close(con);
-	close(errp[1]);
-	vm->qemu = pid;
-	vm->ctl = sv[0];
-	/* an exec that fails reports through errp; a successful exec closes it */
-	char msg[512];
-	ssize_t m = read(errp[0], msg, sizeof(msg) - 1);
-	close(errp[0]);
-	if (m > 0) {
-		msg[m] = 0;
+	if (sr < 0) {
+		close(sv[0]);
 		log_error("cannot start QEMU: %s", msg);
 		return EXIT_LAUNCH;
 	}
+	vm->qemu = pid;
+	vm->ctl = sv[0];
+	int rr = run_add_process(vm->homefd, vm->run_id, RUN_PROCESSES, "qemu", pid);
+	if (rr < 0)
+		log_warn("cannot record QEMU's pid in the run record: %s", strerror(-rr));
 	log_debug("QEMU started as pid %d%s (%.3f s)", pid, vm->jailed ? " in the chroot" : "", vm_elapsed(vm));
 	return 0;
 }
@@ -431,6 +496,7 @@ void vm_kill(struct vm *vm)
 
 void vm_cleanup(struct vm *vm)
 {
+	char err[1024] = "";
 	if (vm->qemu > 0) {
 		kill(vm->qemu, SIGKILL);
 		waitpid(vm->qemu, NULL, 0);
@@ -440,9 +506,22 @@ void vm_cleanup(struct vm *vm)
 	if (vm->ctl >= 0)
 		close(vm->ctl);
 	vm->ctl = -1;
-	if (vm->own_run_dir) {
-		unlink(vm->console);
-		rmdir(vm->run_dir);
+	if (vm->volfd >= 0)
+		close(vm->volfd);
+	vm->volfd = -1;
+	if (vm->vfsd_bin >= 0)
+		close(vm->vfsd_bin);
+	vm->vfsd_bin = -1;
+	free(vm->vfsd_deps);
+	vm->vfsd_deps = NULL;
+	/* everything the run record lists: the same code as box gc */
+	if (vm->run_id[0] && vm->homefd >= 0) {
+		int r = run_cleanup(vm->homefd, vm->run_id, err, sizeof(err));
+		if (r < 0)
+			log_warn("%s (box gc retries)", err);
 	}
 	free(vm->vols);
+	vm->vols = NULL;
+	free(vm->binds);
+	vm->binds = NULL;
 }

@@ -2,7 +2,8 @@
 /* volspec-parse: turn -v volume specs into JSON lines and create the managed
  * directories they name; --check re-verifies such lines (the runtime gate). */
 #include "common.h"
-#include "spec.h"
+#include "runrec.h"
+#include "vol.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -11,8 +12,6 @@
 #include <sys/stat.h>
 
 #define MAX_SPECS 256
-#define MAX_JSON_LINE 16384
-#define MAX_JSON_DEPTH 4
 
 static struct {
 	const char *home;
@@ -22,15 +21,15 @@ static struct {
 	int nspecs;
 	bool from_stdin;
 	const char *check_file;
+	const char *run;
 } arg;
 
 struct entry {
 	const char *spec;
 	struct volspec v;
-	char *source; /* absolute host path */
 	bool is_file;
 	bool created; /* this run made the volume directory */
-	char tag[40];
+	char tag[VOL_TAG_MAX + 1];
 };
 
 static void usage(FILE *f)
@@ -49,7 +48,11 @@ static void usage(FILE *f)
 	      "Options:\n"
 	      "  --home DIR    boxkit home (default $BOXKIT_HOME, $XDG_DATA_HOME/boxkit)\n"
 	      "  --dry-run     validate and print, create nothing (sources are where they would be)\n"
-	      "  --check       read JSON lines (this tool's output) and re-verify each source\n"
+	      "  --run ID      record the anonymous volumes in run ID before making them\n"
+	      "                (run-record new): its cleanup and box gc remove them\n"
+	      "  --check       the gate: read JSON lines (this tool's output) and verify each\n"
+	      "                source is the managed volume its entry names, opened without\n"
+	      "                following a symlink\n"
 	      "  -v, --verbose debug lines on stderr\n"
 	      "  -h, --help    this text\n"
 	      "\n"
@@ -64,7 +67,8 @@ static int parse_argv(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "home", required_argument, NULL, 'H' }, { "check", no_argument, NULL, 'c' },
 		{ "dry-run", no_argument, NULL, 'n' },	  { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },	  { 0 },
+		{ "help", no_argument, NULL, 'h' },	  { "run", required_argument, NULL, 'r' },
+		{ 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "+hv", opts, NULL)) != -1) {
@@ -72,6 +76,13 @@ static int parse_argv(int argc, char **argv)
 		case 'H': arg.home = optarg; break;
 		case 'c': arg.check = true; break;
 		case 'n': arg.dry_run = true; break;
+		case 'r':
+			if (!run_id_valid(optarg)) {
+				log_error("--run '%s' is not a run id (26 characters of [0-9a-z])", optarg);
+				return -1;
+			}
+			arg.run = optarg;
+			break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); return -1;
@@ -144,42 +155,42 @@ system:
 	return EXIT_SYSTEM;
 }
 
-/* Validate a named volume's subpath without following symlinks: it must
- * exist beneath the volume and be a directory or regular file. */
-static int check_subpath(int homefd, const char *home, struct entry *e)
+/* Validate a named volume's subpath without following symlinks or leaving
+ * the store: it must exist beneath the volume and be a directory or a
+ * regular file (which makes the entry a file mount). */
+static int check_subpath(int volfd, const char *home, struct entry *e)
 {
 	cleanup_free char *rel = NULL;
 	cleanup_close int fd = -1;
 	struct stat st;
 
-	if (asprintf(&rel, "volumes/named/%s/%s", e->v.name, e->v.subpath) < 0)
+	if (asprintf(&rel, VOL_ROOT_NAMED "/%s/%s", e->v.name, e->v.subpath) < 0)
 		return log_sys(ENOMEM, "out of memory");
-	fd = homefd < 0 ? -ENOENT : open_beneath(homefd, rel, O_PATH | O_NOFOLLOW, 0);
+	fd = volfd < 0 ? -ENOENT : open_beneath_noxdev(volfd, rel, O_PATH | O_NOFOLLOW, 0);
 	if (fd == -ENOENT || fd == -ENOTDIR) {
 		log_error("'%s': volume-subpath '%s' does not exist in volume '%s'", e->spec, e->v.subpath, e->v.name);
 		return EXIT_REFUSED;
 	}
 	if (fd == -ELOOP || fd == -EXDEV) {
-		log_error("'%s': volume-subpath '%s' goes through a symlink and could resolve outside volume '%s'",
+		log_error("'%s': volume-subpath '%s' goes through a symlink or a mount and could resolve outside volume "
+			  "'%s'",
 			  e->spec, e->v.subpath, e->v.name);
 		return EXIT_REFUSED;
 	}
 	if (fd < 0)
-		return log_sys(fd, "cannot open '%s/%s'", home, rel);
+		return log_sys(fd, "cannot open '%s/" VOL_STORE_DIR "/%s'", home, rel);
 	if (fstat(fd, &st) < 0)
-		return log_sys(errno, "cannot stat '%s/%s'", home, rel);
+		return log_sys(errno, "cannot stat '%s/" VOL_STORE_DIR "/%s'", home, rel);
 	if (S_ISREG(st.st_mode))
 		e->is_file = true;
 	else if (!S_ISDIR(st.st_mode)) {
 		log_error("'%s': volume-subpath '%s' is neither a directory nor a regular file", e->spec, e->v.subpath);
 		return EXIT_REFUSED;
 	}
-	if (asprintf(&e->source, "%s/%s", home, rel) < 0)
-		return log_sys(ENOMEM, "out of memory");
 	return 0;
 }
 
-static int new_tag(struct entry *ents, int n, int i)
+static int new_tag(struct entry *ents, int i)
 {
 	char hex[17];
 	for (;;) {
@@ -200,45 +211,54 @@ static void rollback(int namedfd, int anonfd, struct entry *ents, int n)
 	for (int i = n - 1; i >= 0; i--) {
 		if (!ents[i].created)
 			continue;
-		const char *leaf = strrchr(ents[i].source, '/') + 1;
-		unlinkat(ents[i].v.kind == VOL_NAMED ? namedfd : anonfd, leaf, AT_REMOVEDIR);
+		unlinkat(ents[i].v.kind == VOL_NAMED ? namedfd : anonfd, ents[i].v.name, AT_REMOVEDIR);
 		ents[i].created = false;
 	}
 }
 
-static int materialise(const char *home, struct entry *ents, int n)
+/* <parent>/<name>, a real directory of ours (made 0700 when missing) */
+static int open_root_dir(int parent, const char *name, const char *what)
 {
-	cleanup_free char *named = NULL, *anon = NULL, *failed = NULL;
-	cleanup_close int namedfd = -1, anonfd = -1;
+	if (mkdirat(parent, name, 0700) < 0 && errno != EEXIST)
+		return -log_sys(errno, "cannot create %s", what);
+	int fd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ELOOP || errno == ENOTDIR) {
+			log_error("%s is a symlink or not a directory; refusing it", what);
+			return -EXIT_REFUSED;
+		}
+		return -log_sys(errno, "cannot open %s", what);
+	}
+	return fd;
+}
+
+static int materialise(int homefd, const char *home, struct entry *ents, int n)
+{
+	cleanup_close int volfd = -1, namedfd = -1, anonfd = -1;
 	int r;
 
-	if (asprintf(&named, "%s/volumes/named", home) < 0 || asprintf(&anon, "%s/volumes/anonymous", home) < 0)
-		return log_sys(ENOMEM, "out of memory");
-	if ((r = mkdir_p_0700(named, &failed)) < 0 || (r = mkdir_p_0700(anon, &failed)) < 0)
-		return log_sys(r, "cannot create '%s'", failed ? failed : home);
-	namedfd = open(named, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	anonfd = open(anon, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (namedfd < 0 || anonfd < 0)
-		return log_sys(errno, "cannot open '%s'", namedfd < 0 ? named : anon);
+	if ((volfd = open_root_dir(homefd, VOL_STORE_DIR, "the volume store")) < 0 ||
+	    (namedfd = open_root_dir(volfd, VOL_ROOT_NAMED, "the named volume root")) < 0 ||
+	    (anonfd = open_root_dir(volfd, VOL_ROOT_ANONYMOUS, "the anonymous volume root")) < 0)
+		return volfd < 0 ? -volfd : namedfd < 0 ? -namedfd : -anonfd;
 
 	for (int i = 0; i < n; i++) {
 		struct entry *e = &ents[i];
-		if (e->source)
-			continue; /* a subpath: it exists already */
+		if (e->v.subpath[0])
+			continue; /* it exists already (checked) */
 		if (e->v.kind == VOL_NAMED) {
-			if (asprintf(&e->source, "%s/%s", named, e->v.name) < 0)
-				goto nomem;
 			if (mkdirat(namedfd, e->v.name, 0700) == 0)
 				e->created = true;
 			else if (errno != EEXIST) {
-				r = log_sys(errno, "cannot create volume '%s'", e->source);
+				r = log_sys(errno, "cannot create volume '%s'", e->v.name);
 				goto fail;
 			}
 			/* existing or just made by a concurrent run: it must be a real directory */
 			struct stat st;
 			if (fstatat(namedfd, e->v.name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
-				log_error("volume '%s' exists but is not a directory (a symlink or file at '%s')",
-					  e->v.name, e->source);
+				log_error("volume '%s' exists but is not a directory (a symlink or file at '%s/" VOL_STORE_DIR
+					  "/" VOL_ROOT_NAMED "/%s')",
+					  e->v.name, home, e->v.name);
 				r = EXIT_REFUSED;
 				goto fail;
 			}
@@ -249,47 +269,63 @@ static int materialise(const char *home, struct entry *ents, int n)
 				goto fail;
 			}
 			snprintf(e->v.name, sizeof(e->v.name), "%s", id);
-			if (asprintf(&e->source, "%s/%s", anon, id) < 0)
-				goto nomem;
+			/* recorded before it exists: box gc removes it whatever happens next */
+			if (arg.run && (r = run_add(homefd, arg.run, RUN_ANONYMOUS, id)) < 0) {
+				r = r == -ENOENT ? (log_error("no run '%s'", arg.run), EXIT_REFUSED)
+						 : log_sys(r, "cannot record volume '%s' in run '%s'", id, arg.run);
+				goto fail;
+			}
 			if (mkdirat(anonfd, id, 0700) < 0) {
-				r = log_sys(errno, "cannot create volume '%s'", e->source);
+				r = log_sys(errno, "cannot create volume '%s'", id);
 				goto fail;
 			}
 			e->created = true;
 		}
-		log_debug("volume %s at '%s'%s", e->v.name, e->source, e->created ? " (created)" : "");
+		log_debug("volume %s%s", e->v.name, e->created ? " (created)" : "");
 	}
 	return 0;
-nomem:
-	r = log_sys(ENOMEM, "out of memory");
 fail:
 	rollback(namedfd, anonfd, ents, n);
 	return r;
 }
 
-static struct json_object *entry_json(const struct entry *e)
+static int fill_entry(const char *home, struct entry *e, struct vol_entry *out)
 {
-	struct json_object *o = json_object_new_object();
-	if (!o)
-		return NULL;
-	json_object_object_add(o, "spec", json_object_new_string(e->spec));
-	json_object_object_add(o, "kind", json_object_new_string(e->v.kind == VOL_NAMED ? "named" : "anonymous"));
-	json_object_object_add(o, "name", json_object_new_string(e->v.name));
-	json_object_object_add(o, "source", json_object_new_string(e->source));
-	json_object_object_add(o, "target", json_object_new_string(e->v.target));
-	json_object_object_add(o, "readonly", json_object_new_boolean(e->v.readonly));
-	json_object_object_add(o, "type", json_object_new_string(e->is_file ? "file" : "directory"));
-	if (e->v.subpath[0])
-		json_object_object_add(o, "subpath", json_object_new_string(e->v.subpath));
-	json_object_object_add(o, "tag", json_object_new_string(e->tag));
-	return o;
+	memset(out, 0, sizeof(*out));
+	out->kind = e->v.kind;
+	out->is_file = e->is_file;
+	out->readonly = e->v.readonly;
+	snprintf(out->name, sizeof(out->name), "%s", e->v.name);
+	snprintf(out->tag, sizeof(out->tag), "%s", e->tag);
+	snprintf(out->target, sizeof(out->target), "%s", e->v.target);
+	snprintf(out->subpath, sizeof(out->subpath), "%s", e->v.subpath);
+	snprintf(out->spec, sizeof(out->spec), "%s", e->spec);
+	return vol_source_path(home, out, out->source, sizeof(out->source));
 }
 
-static int run_specs(const char *home_in)
+/* The home as it will be: canonical when it exists; else the absolute path
+ * it will be made at (its existing parent canonical). */
+static int resolve_home(char **home)
+{
+	int r = boxkit_home_canon(arg.home, false, home);
+	if (r != -ENOENT)
+		return r;
+	cleanup_free char *raw = NULL;
+	if ((r = boxkit_home(arg.home, &raw)) < 0)
+		return r;
+	if (raw[0] != '/') {
+		log_error("home '%s' must be an absolute path", raw);
+		return -EINVAL;
+	}
+	*home = steal_ptr(raw);
+	return 0;
+}
+
+static int run_specs(void)
 {
 	cleanup_free char *home = NULL;
 	cleanup_free struct entry *ents = NULL;
-	cleanup_close int homefd = -1;
+	cleanup_close int homefd = -1, volfd = -1;
 	char **specs = arg.specs;
 	int n = arg.nspecs, r, bad = 0;
 	char err[512];
@@ -315,8 +351,8 @@ static int run_specs(const char *home_in)
 	for (int i = 0; i < n; i++) {
 		ents[i].spec = specs[i];
 		if (volspec_parse(specs[i], &ents[i].v, err, sizeof(err)) < 0) {
-			if (strlen(specs[i]) > 100)
-				log_error("'%.60s...': %s", specs[i], err);
+			if (strlen(specs[i]) > 100 || !utf8_valid(specs[i], strlen(specs[i])))
+				log_error("'%.60s...': %s", utf8_valid(specs[i], strlen(specs[i])) ? specs[i] : "(not UTF-8)", err);
 			else
 				log_error("'%s': %s", specs[i], err);
 			bad++;
@@ -334,81 +370,81 @@ static int run_specs(const char *home_in)
 		goto out;
 	}
 	/* 2. check what is on disk: the home and the named volumes */
-	{
-		char canon[PATH_MAX];
-		if (realpath(home_in, canon)) {
-			home = strdup(canon);
-			homefd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		} else if (errno == ENOENT)
-			home = strdup(home_in); /* created below; nothing in it yet */
-		else {
-			r = log_sys(errno, "cannot resolve home '%s'", home_in);
-			goto out;
-		}
-		if (!home) {
-			r = log_sys(ENOMEM, "out of memory");
-			goto out;
-		}
-		if (home[0] != '/') {
-			log_error("home '%s' must be an absolute path", home);
-			r = EXIT_USAGE;
-			goto out;
-		}
+	if ((r = resolve_home(&home)) < 0) {
+		r = r == -EINVAL ? EXIT_USAGE : log_sys(r, "cannot resolve the home");
+		goto out;
 	}
+	homefd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (homefd >= 0)
+		volfd = openat(homefd, VOL_STORE_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	for (int i = 0; i < n; i++) {
 		struct entry *e = &ents[i];
-		if (e->v.kind != VOL_NAMED || homefd < 0)
+		if (e->v.kind != VOL_NAMED)
 			continue;
 		if (e->v.subpath[0]) {
-			if ((r = check_subpath(homefd, home, e)) != 0)
+			if ((r = check_subpath(volfd, home, e)) != 0)
 				bad = bad ? bad : r;
 			continue;
 		}
 		struct stat st;
 		char rel[128];
-		snprintf(rel, sizeof(rel), "volumes/named/%s", e->v.name);
-		if (fstatat(homefd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
-			log_error("'%s': volume '%s' exists but is not a directory (a symlink or file at '%s/%s')",
+		snprintf(rel, sizeof(rel), VOL_ROOT_NAMED "/%s", e->v.name);
+		if (volfd >= 0 && fstatat(volfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+			log_error("'%s': volume '%s' exists but is not a directory (a symlink or file at '%s/" VOL_STORE_DIR
+				  "/%s')",
 				  e->spec, e->v.name, home, rel);
 			bad = bad ? bad : EXIT_REFUSED;
 		}
 	}
-	for (int i = 0; i < n; i++)
-		if (ents[i].v.subpath[0] && homefd < 0) {
-			log_error("'%s': volume-subpath '%s' does not exist in volume '%s'", ents[i].spec,
-				  ents[i].v.subpath, ents[i].v.name);
-			bad = EXIT_REFUSED;
-		}
 	if (bad) {
 		r = bad;
 		goto out;
 	}
 	for (int i = 0; i < n; i++)
-		if ((r = new_tag(ents, n, i)) != 0)
+		if ((r = new_tag(ents, i)) != 0)
 			goto out;
 	/* 3. create (or, with --dry-run, only name) the directories */
 	if (arg.dry_run) {
 		for (int i = 0; i < n; i++) {
-			if (ents[i].source)
+			if (ents[i].v.kind != VOL_ANONYMOUS)
 				continue;
-			if (ents[i].v.kind == VOL_ANONYMOUS) {
-				char id[27];
-				if ((r = ulid_new(id)) < 0) {
-					r = log_sys(r, "cannot make a volume id");
-					goto out;
-				}
-				snprintf(ents[i].v.name, sizeof(ents[i].v.name), "%s", id);
+			char id[27];
+			if ((r = ulid_new(id)) < 0) {
+				r = log_sys(r, "cannot make a volume id");
+				goto out;
 			}
-			if (asprintf(&ents[i].source, "%s/volumes/%s/%s", home,
-				     ents[i].v.kind == VOL_NAMED ? "named" : "anonymous", ents[i].v.name) < 0) {
-				r = log_sys(ENOMEM, "out of memory");
+			snprintf(ents[i].v.name, sizeof(ents[i].v.name), "%s", id);
+		}
+	} else {
+		if (homefd < 0) {
+			cleanup_free char *failed = NULL;
+			if ((r = mkdir_p_0700(home, &failed)) < 0) {
+				r = log_sys(r, "cannot create '%s'", failed ? failed : home);
+				goto out;
+			}
+			free(home);
+			home = NULL;
+			if ((r = boxkit_home_canon(arg.home, false, &home)) < 0) {
+				r = log_sys(r, "cannot resolve the home");
+				goto out;
+			}
+			homefd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (homefd < 0) {
+				r = log_sys(errno, "cannot open '%s'", home);
 				goto out;
 			}
 		}
-	} else if ((r = materialise(home, ents, n)) != 0)
-		goto out;
+		if ((r = materialise(homefd, home, ents, n)) != 0)
+			goto out;
+	}
 	for (int i = 0; i < n; i++) {
-		cleanup_json struct json_object *o = entry_json(&ents[i]);
+		struct vol_entry ve;
+		if (fill_entry(home, &ents[i], &ve) < 0) {
+			log_error("'%s': the volume's path is too long", ents[i].spec);
+			r = EXIT_REFUSED;
+			goto out;
+		}
+		cleanup_json struct json_object *o = vol_entry_json(&ve);
 		if (!o || jsonl_write(stdout, o) < 0) {
 			r = log_sys(o ? errno : ENOMEM, "cannot write output");
 			goto out;
@@ -416,8 +452,6 @@ static int run_specs(const char *home_in)
 	}
 	r = 0;
 out:
-	for (int i = 0; ents && i < n; i++)
-		free(ents[i].source);
 out_specs:
 	if (arg.from_stdin) {
 		for (int i = 0; i < n; i++)
@@ -429,209 +463,67 @@ out_specs:
 
 /* ---- check mode (the runtime gate) -------------------------------------------- */
 
-static const char *jstr(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static bool tag_valid(const char *t)
-{
-	size_t n = strlen(t);
-	if (n == 0 || n > 36)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
-		      t[i] == '_' || t[i] == '-'))
-			return false;
-	return true;
-}
-
-/* Verify one entry; on success replace its source with the canonical path. */
-static int check_entry(struct json_object *o, const char *home, int lineno)
-{
-	const char *source = jstr(o, "source"), *type = jstr(o, "type"), *target = jstr(o, "target");
-	const char *tag = jstr(o, "tag"), *kind = jstr(o, "kind");
-	struct json_object *sub = NULL, *ro = NULL;
-	char canon[PATH_MAX], norm[VOLSPEC_MAX_LEN], err[512];
-	const char *roots[2] = { "anonymous", "named" };
-	bool has_sub = json_object_object_get_ex(o, "subpath", &sub);
-	struct stat st;
-
-	if (!source || !type || !target || !tag) {
-		log_error("line %d: entry needs string keys source, type, target and tag", lineno);
-		return EXIT_REFUSED;
-	}
-	if (json_object_object_get_ex(o, "readonly", &ro) && !json_object_is_type(ro, json_type_boolean)) {
-		log_error("line %d: readonly must be true or false", lineno);
-		return EXIT_REFUSED;
-	}
-	if (strcmp(type, "directory") != 0 && strcmp(type, "file") != 0) {
-		log_error("line %d: type must be 'directory' or 'file', not '%s'", lineno, type);
-		return EXIT_REFUSED;
-	}
-	if (!tag_valid(tag)) {
-		log_error("line %d: tag '%s' must be 1 to 36 characters of [A-Za-z0-9_-]", lineno, tag);
-		return EXIT_REFUSED;
-	}
-	{
-		struct volspec dummy;
-		char spec[VOLSPEC_MAX_LEN + 8];
-		snprintf(spec, sizeof(spec), "%s", target);
-		if (volspec_parse(spec, &dummy, err, sizeof(err)) < 0 || dummy.kind != VOL_ANONYMOUS) {
-			log_error("line %d: target '%s': %s", lineno, target, dummy.kind != VOL_ANONYMOUS ? "must be an absolute guest path" : err);
-			return EXIT_REFUSED;
-		}
-		snprintf(norm, sizeof(norm), "%s", dummy.target);
-	}
-	if (!realpath(source, canon)) {
-		log_error("line %d: volume source '%s': %s; managed roots: '%s/volumes/anonymous' and '%s/volumes/named'",
-			  lineno, source, strerror(errno), home, home);
-		return EXIT_REFUSED;
-	}
-	int which = -1;
-	const char *rest = NULL;
-	for (int k = 0; k < 2; k++) {
-		char root[PATH_MAX + 32];
-		snprintf(root, sizeof(root), "%s/volumes/%s/", home, roots[k]);
-		if (strncmp(canon, root, strlen(root)) == 0) {
-			which = k;
-			rest = canon + strlen(root);
-		}
-	}
-	/* exactly one component below a root, or deeper only with a subpath */
-	size_t depth = 0;
-	if (rest && *rest) {
-		depth = 1;
-		for (const char *c = rest; *c; c++)
-			depth += *c == '/';
-	}
-	if (which < 0 || depth == 0 || (!has_sub && depth != 1) || (has_sub && depth < 2)) {
-		log_error("line %d: volume source '%s' (resolved '%s') is not %s; managed roots: "
-			  "'%s/volumes/anonymous' and '%s/volumes/named'",
-			  lineno, source, canon,
-			  has_sub ? "beneath a boxkit-managed volume" : "a boxkit-managed volume directory", home, home);
-		return EXIT_REFUSED;
-	}
-	if (kind && strcmp(kind, roots[which]) != 0) {
-		log_error("line %d: volume source '%s' is under the %s root but kind is '%s'", lineno, canon,
-			  roots[which], kind);
-		return EXIT_REFUSED;
-	}
-	if (stat(canon, &st) < 0) {
-		log_error("line %d: volume source '%s': %s", lineno, canon, strerror(errno));
-		return EXIT_REFUSED;
-	}
-	if ((strcmp(type, "file") == 0 && !S_ISREG(st.st_mode)) ||
-	    (strcmp(type, "directory") == 0 && !S_ISDIR(st.st_mode))) {
-		log_error("line %d: volume source '%s' is not a %s as its type says; managed roots: "
-			  "'%s/volumes/anonymous' and '%s/volumes/named'",
-			  lineno, canon, type, home, home);
-		return EXIT_REFUSED;
-	}
-	json_object_object_add(o, "source", json_object_new_string(canon));
-	json_object_object_add(o, "target", json_object_new_string(norm));
-	return 0;
-}
-
-static int run_check(const char *home_in)
+static int run_check(void)
 {
 	cleanup_fclose FILE *in_owned = NULL;
+	cleanup_free char *home = NULL;
+	cleanup_free struct vol_entry *ents = NULL;
 	FILE *in = stdin;
-	char home[PATH_MAX];
-	char *line = NULL;
-	struct json_object *objs[MAX_SPECS] = { 0 };
-	int n = 0, lineno = 0, r = 0;
-	ssize_t len;
+	size_t n = 0;
+	char err[1024];
+	int r;
 
-	if (!realpath(home_in, home)) {
-		log_error("home '%s': %s; nothing is managed there", home_in, strerror(errno));
+	if ((r = boxkit_home_canon(arg.home, false, &home)) < 0) {
+		log_error("home '%s': %s; nothing is managed there", arg.home ? arg.home : "(default)", strerror(-r));
 		return EXIT_REFUSED;
 	}
+	cleanup_close int homefd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (homefd < 0)
+		return log_sys(errno, "cannot open '%s'", home);
+	cleanup_close int volfd = openat(homefd, VOL_STORE_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (strcmp(arg.check_file, "-") != 0) {
 		in_owned = fopen(arg.check_file, "re");
 		if (!in_owned)
 			return log_sys(errno, "cannot open '%s'", arg.check_file);
 		in = in_owned;
 	}
-	line = malloc(MAX_JSON_LINE + 1);
-	if (!line)
-		return log_sys(ENOMEM, "out of memory");
-	while ((len = read_line_limited(in, line, MAX_JSON_LINE + 1)) != 0) {
-		lineno++;
-		if (len == -E2BIG) {
-			log_error("line %d: longer than %d bytes", lineno, MAX_JSON_LINE);
-			r = EXIT_REFUSED;
-			break;
+	if ((r = vol_read(in, &ents, &n, err, sizeof(err))) < 0) {
+		if (r == -EINVAL) {
+			log_error("%s", err);
+			return EXIT_REFUSED;
 		}
-		if (len < 0) {
-			r = log_sys((int)len, "cannot read input");
-			break;
-		}
-		if (!line[0])
-			continue;
-		if (n == MAX_SPECS) {
-			log_error("more than %d entries", MAX_SPECS);
-			r = EXIT_REFUSED;
-			break;
-		}
-		struct json_tokener *tok = json_tokener_new_ex(MAX_JSON_DEPTH);
-		if (!tok) {
-			r = log_sys(ENOMEM, "out of memory");
-			break;
-		}
-		struct json_object *o = json_tokener_parse_ex(tok, line, (int)strlen(line));
-		enum json_tokener_error jerr = json_tokener_get_error(tok);
-		size_t used = json_tokener_get_parse_end(tok);
-		json_tokener_free(tok);
-		if (!o || jerr != json_tokener_success || used != strlen(line) ||
-		    !json_object_is_type(o, json_type_object)) {
-			log_error("line %d: not one JSON object: %s", lineno,
-				  jerr != json_tokener_success ? json_tokener_error_desc(jerr) : "trailing data or not an object");
-			json_object_put(o);
-			r = EXIT_REFUSED;
-			continue;
-		}
-		objs[n++] = o;
-		int c = check_entry(o, home, lineno);
-		if (c)
-			r = r ? r : c;
+		return log_sys(r, "cannot read input");
 	}
-	free(line);
-	if (r == 0) {
-		for (int i = 0; i < n && r == 0; i++)
-			for (int j = 0; j < i; j++)
-				if (!strcmp(jstr(objs[i], "target"), jstr(objs[j], "target")) ||
-				    !strcmp(jstr(objs[i], "tag"), jstr(objs[j], "tag"))) {
-					log_error("entries %d and %d share a target or a tag", j + 1, i + 1);
-					r = EXIT_REFUSED;
-					break;
-				}
+	r = 0;
+	for (size_t i = 0; i < n; i++) {
+		int pinned = -1;
+		int g = volfd < 0 ? -EINVAL : vol_gate(home, volfd, &ents[i], &pinned, err, sizeof(err));
+		if (volfd < 0)
+			snprintf(err, sizeof(err), "no volume store at '%s/" VOL_STORE_DIR "'", home);
+		if (g == -EINVAL) {
+			log_error("entry %zu: %s", i + 1, err);
+			r = r ? r : EXIT_REFUSED;
+		} else if (g < 0)
+			r = r ? r : log_sys(g, "entry %zu: cannot open its source", i + 1);
+		if (pinned >= 0)
+			close(pinned);
 	}
-	for (int i = 0; i < n; i++) {
-		if (r == 0 && jsonl_write(stdout, objs[i]) < 0)
-			r = log_sys(errno, "cannot write output");
-		json_object_put(objs[i]);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		cleanup_json struct json_object *o = vol_entry_json(&ents[i]);
+		if (!o || jsonl_write(stdout, o) < 0)
+			r = log_sys(o ? errno : ENOMEM, "cannot write output");
 	}
 	return r;
 }
 
 int main(int argc, char **argv)
 {
-	cleanup_free char *home = NULL;
 	int r;
 
 	log_init(argv[0]);
 	if (parse_argv(argc, argv) < 0)
 		return EXIT_USAGE;
-	r = boxkit_home(arg.home, &home);
-	if (r < 0) {
-		log_error("cannot find the boxkit home: set --home, BOXKIT_HOME or HOME");
-		return EXIT_USAGE;
-	}
-	r = arg.check ? run_check(home) : run_specs(home);
+	r = arg.check ? run_check() : run_specs();
 	if (close_stdout() < 0 && r == 0)
 		r = log_sys(errno ? errno : EIO, "cannot write stdout");
 	return r;

@@ -21,4 +21,9 @@ struct volspec {
  * err (no program name, no trailing full stop). Pure: touches no disk. */
 int volspec_parse(const char *spec, struct volspec *out, char *err, size_t errlen);
 bool volume_name_valid(const char *name);
+/* Validate a guest path and normalise it into out (no "//", no trailing "/";
+ * "." and ".." and control characters refused). 0 or -1 with a reason. */
+int volspec_guest_path(const char *g, char *out, size_t outlen, char *err, size_t errlen);
+/* A volume-subpath: relative, no empty, "." or ".." component. 0 or -1. */
+int volspec_subpath_check(const char *s, char *err, size_t errlen);
 #endif

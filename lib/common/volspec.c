@@ -4,7 +4,8 @@
  *   short: /guest[:ro|rw]   NAME:/guest[:ro|rw]
  *   long:  type=volume,src=NAME,dst=/guest[,readonly[=true|false]][,volume-subpath=REL]
  * Anything that names a host path is refused. */
-#include "spec.h"
+#include "volspec.h"
+#include "common.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ static bool looks_like_host_path(const char *s)
 
 /* Validate and normalise a guest path into out (collapses "//" and a
  * trailing "/"). */
-static int guest_path(const char *g, char *out, size_t outlen, char *err, size_t errlen)
+int volspec_guest_path(const char *g, char *out, size_t outlen, char *err, size_t errlen)
 {
 	size_t o = 0;
 	if (g[0] != '/')
@@ -149,7 +150,7 @@ static int parse_short(const char *spec, struct volspec *v, char *err, size_t er
 		if (n == 3 && short_options(f[2], v, err, errlen) < 0)
 			return -1;
 	}
-	return guest_path(guest, v->target, sizeof(v->target), err, errlen);
+	return volspec_guest_path(guest, v->target, sizeof(v->target), err, errlen);
 }
 
 static bool parse_bool(const char *s, bool *out)
@@ -217,22 +218,33 @@ static int parse_long(const char *spec, struct volspec *v, char *err, size_t err
 		const char *s = val[K_SUB];
 		if (!val[K_SRC])
 			return fail(err, errlen, "volume-subpath needs a named volume (src=NAME)");
-		if (s[0] == '/')
-			return fail(err, errlen, "volume-subpath '%s' must be relative to the volume", s);
-		for (const char *c = s; *c;) {
-			const char *e = strchrnul(c, '/');
-			size_t n = (size_t)(e - c);
-			if (n == 2 && c[0] == '.' && c[1] == '.')
-				return fail(err, errlen, "volume-subpath '%s' must not contain '..'", s);
-			if (n == 0 || (n == 1 && c[0] == '.'))
-				return fail(err, errlen, "volume-subpath '%s' has an empty or '.' component", s);
-			c = *e ? e + 1 : e;
-			if (*e && !*c)
-				return fail(err, errlen, "volume-subpath '%s' has an empty or '.' component", s);
-		}
+		if (volspec_subpath_check(s, err, errlen) < 0)
+			return -1;
 		snprintf(v->subpath, sizeof(v->subpath), "%s", s);
 	}
-	return guest_path(val[K_DST], v->target, sizeof(v->target), err, errlen);
+	return volspec_guest_path(val[K_DST], v->target, sizeof(v->target), err, errlen);
+}
+
+int volspec_subpath_check(const char *s, char *err, size_t errlen)
+{
+	if (s[0] == '/')
+		return fail(err, errlen, "volume-subpath '%s' must be relative to the volume", s);
+	if (strlen(s) >= VOLSPEC_MAX_LEN)
+		return fail(err, errlen, "volume-subpath is too long");
+	for (const char *c = s; *c;) {
+		const char *e = strchrnul(c, '/');
+		size_t n = (size_t)(e - c);
+		if (n == 2 && c[0] == '.' && c[1] == '.')
+			return fail(err, errlen, "volume-subpath '%s' must not contain '..'", s);
+		if (n == 0 || (n == 1 && c[0] == '.'))
+			return fail(err, errlen, "volume-subpath '%s' has an empty or '.' component", s);
+		c = *e ? e + 1 : e;
+		if (*e && !*c)
+			return fail(err, errlen, "volume-subpath '%s' has an empty or '.' component", s);
+	}
+	if (!*s)
+		return fail(err, errlen, "volume-subpath is empty");
+	return 0;
 }
 
 int volspec_parse(const char *spec, struct volspec *v, char *err, size_t errlen)
@@ -245,6 +257,9 @@ int volspec_parse(const char *spec, struct volspec *v, char *err, size_t errlen)
 		return fail(err, errlen, "empty volume spec");
 	if (len >= VOLSPEC_MAX_LEN)
 		return fail(err, errlen, "volume spec longer than %d bytes", VOLSPEC_MAX_LEN - 1);
+	/* it is echoed into JSON, which must be valid UTF-8 */
+	if (!utf8_valid(spec, len))
+		return fail(err, errlen, "volume spec is not valid UTF-8");
 	/* long syntax: key=value pairs; a short spec never has '=' before its first ':' or ',' */
 	const char *eq = strchr(spec, '=');
 	if (spec[0] != '/' && eq && eq < strchrnul(spec, ':') && eq < strchrnul(spec, ','))

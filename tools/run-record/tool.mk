@@ -1,0 +1,1 @@
+run-record_PKGS := json-c
