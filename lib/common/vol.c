@@ -192,9 +192,39 @@ int vol_source_path(const char *home, const struct vol_entry *e, char *out, size
 	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
+int vol_open_root(int volfd, enum vol_kind kind, const char *name)
+{
+	struct stat st;
+	cleanup_close int rootfd = open_beneath_noxdev(volfd, vol_kind_root(kind), O_PATH | O_DIRECTORY, 0);
+	if (rootfd < 0)
+		return rootfd;
+	if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	int fd = openat(rootfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		int e = S_ISLNK(st.st_mode) ? ELOOP : ENOTDIR;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+bool vol_sized(int volfd, const struct vol_entry *e)
+{
+	char img[VOLNAME_MAX + 16];
+	struct stat st;
+	if (e->kind != VOL_NAMED)
+		return false;
+	snprintf(img, sizeof(img), "%s.img", e->name);
+	cleanup_close int imgs = openat(volfd, VOL_ROOT_IMAGES, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return imgs >= 0 && fstatat(imgs, img, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
 int vol_gate(const char *home, int volfd, struct vol_entry *e, int *pinned, char *err, size_t errlen)
 {
-	char want[PATH_MAX], rel[PATH_MAX];
+	char want[PATH_MAX];
 	cleanup_close int fd = -1;
 	struct stat st;
 
@@ -206,11 +236,16 @@ int vol_gate(const char *home, int volfd, struct vol_entry *e, int *pinned, char
 			      "'%s/" VOL_STORE_DIR "/" VOL_ROOT_ANONYMOUS "' and '%s/" VOL_STORE_DIR "/" VOL_ROOT_NAMED "'",
 			      e->source, e->kind == VOL_NAMED ? "named" : "anonymous", e->name,
 			      e->subpath[0] ? " subpath " : "", e->subpath, want, home, home);
-	int n = snprintf(rel, sizeof(rel), "%s/%s%s%s", vol_kind_root(e->kind), e->name, e->subpath[0] ? "/" : "",
-			 e->subpath);
-	if (n < 0 || (size_t)n >= sizeof(rel))
-		return refuse(err, errlen, "volume source path is too long");
-	fd = open_beneath_noxdev(volfd, rel, O_PATH | O_NOFOLLOW, 0);
+	cleanup_close int volroot = vol_open_root(volfd, e->kind, e->name);
+	if (volroot < 0)
+		fd = volroot;
+	else if (vol_sized(volfd, e) && !fd_is_mount_root(volroot))
+		return refuse(err, errlen, "volume '%s' has a size limit but its filesystem is not mounted; run 'box setup'",
+			      e->name);
+	else if (e->subpath[0])
+		fd = open_beneath_noxdev(volroot, e->subpath, O_PATH | O_NOFOLLOW, 0);
+	else
+		fd = steal_fd(&volroot);
 	if (fd == -ENOENT || fd == -ENOTDIR)
 		return refuse(err, errlen, "volume source '%s' does not exist", want);
 	if (fd == -ELOOP || fd == -EXDEV)

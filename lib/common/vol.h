@@ -10,7 +10,10 @@
  *   <home>/volumes/                 the volume store (a filesystem of its own when root)
  *   <home>/volumes/named/<name>     a named volume
  *   <home>/volumes/anonymous/<ULID> an anonymous volume (lives as long as its run)
- *   <home>/volumes/staging/<run>-<tag>  a file mount's staging directory */
+ *   <home>/volumes/staging/<run>-<tag>  a file mount's staging directory
+ *   <home>/volumes/images/<name>.img  a named volume with a size limit: a
+ *                                   filesystem image of its own, mounted at
+ *                                   named/<name> */
 #ifndef BOXKIT_VOL_H
 #define BOXKIT_VOL_H
 #include "volspec.h"
@@ -27,6 +30,7 @@
 #define VOL_ROOT_NAMED "named"
 #define VOL_ROOT_ANONYMOUS "anonymous"
 #define VOL_ROOT_STAGING "staging"
+#define VOL_ROOT_IMAGES "images" /* <name>.img: a named volume with a size limit, mounted at named/<name> */
 
 struct json_object;
 
@@ -66,11 +70,19 @@ int vol_source_path(const char *home, const struct vol_entry *e, char *out, size
 /* The gate. e's source must be exactly the path its kind, name and subpath
  * give under home (canonical). The source is opened once, beneath the store
  * (volfd: <home>/volumes), without following a symlink or magic link at any
- * component and without leaving the store's filesystem, and checked with
+ * component and without leaving the store's filesystem (or, for a volume
+ * with a size limit, its own, which must be mounted), and checked with
  * fstat: a directory, or a regular file for a file entry. On success *pinned
  * is that O_PATH descriptor: from here on the source is used only through it
  * (fchownat/linkat with AT_EMPTY_PATH, open_tree), never by name, so a guest
  * that renames or symlinks inside a shared volume cannot redirect the use.
  * 0, -EINVAL (refused; err says why), or -errno. */
+/* The root of a volume, O_PATH: its kind's root opened beneath volfd
+ * without leaving the store's filesystem, then the volume's directory
+ * without following a symlink; that last component may be a mount (a volume
+ * with a size limit). -ELOOP for a symlink, -ENOTDIR, -ENOENT, or -errno. */
+int vol_open_root(int volfd, enum vol_kind kind, const char *name);
+/* true when the named volume has a size limit (an image in images/) */
+bool vol_sized(int volfd, const struct vol_entry *e);
 int vol_gate(const char *home, int volfd, struct vol_entry *e, int *pinned, char *err, size_t errlen);
 #endif

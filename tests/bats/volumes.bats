@@ -61,14 +61,14 @@ boxrun() { timeout 300 box run "$@"; }
 
 @test "a hand-written volume naming /etc, or with a NUL in its tag, is refused by vm-launch before any VM starts" {
 	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
-	mkdir -p "$N/x"
-	echo '{"spec":"x","kind":"named","name":"x","source":"/etc","target":"/data","readonly":false,"type":"directory","tag":"vol_1"}' >"$BATS_TEST_TMPDIR/v.jsonl"
+	mkdir -p "$N/xx"
+	echo '{"spec":"x","kind":"named","name":"xx","source":"/etc","target":"/data","readonly":false,"type":"directory","tag":"vol_1"}' >"$BATS_TEST_TMPDIR/v.jsonl"
 	jail=$(chroot-stage create --home "$BOXKIT_HOME" --id gate1 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")")
 	echo "$jail" >"$BATS_TEST_TMPDIR/j.json"
 	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
-	assert_contains "$stderr" "volume source '/etc' is not the managed named volume 'x'"
+	assert_contains "$stderr" "volume source '/etc' is not the managed named volume 'xx'"
 	assert_contains "$stderr" "no VM was started"
-	printf '{"kind":"named","name":"x","target":"/data","type":"directory","tag":"vol_1\\u0000/../../etc"}\n' >"$BATS_TEST_TMPDIR/nul.jsonl"
+	printf '{"kind":"named","name":"xx","target":"/data","type":"directory","tag":"vol_1\\u0000/../../etc"}\n' >"$BATS_TEST_TMPDIR/nul.jsonl"
 	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/nul.jsonl"
 	assert_contains "$stderr" "'tag' holds a NUL character"
 	assert_contains "$stderr" "no VM was started"
@@ -79,15 +79,15 @@ boxrun() { timeout 300 box run "$@"; }
 
 @test "volumes are refused on a home whose volume store is not a filesystem of its own" {
 	umount "$BOXKIT_HOME/volumes"
-	mkdir -p "$N/x"
+	mkdir -p "$N/xx"
 	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
-	volspec-parse --home "$BOXKIT_HOME" x:/d >"$BATS_TEST_TMPDIR/v.jsonl"
+	volspec-parse --home "$BOXKIT_HOME" xx:/d >"$BATS_TEST_TMPDIR/v.jsonl"
 	chroot-stage create --home "$BOXKIT_HOME" --id gate2 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
 	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
 	assert_contains "$stderr" "is not a filesystem of its own: run 'box setup'"
 	chroot-stage destroy --home "$BOXKIT_HOME" --id gate2
 	# box refuses to hide what is there under a new mount
-	run -125 --separate-stderr timeout 60 box run -v x:/d -- true
+	run -125 --separate-stderr timeout 60 box run -v xx:/d -- true
 	assert_contains "$stderr" "holds files but is not the volume store"
 }
 
@@ -193,5 +193,37 @@ fd_peak_during() {
 	peak_never=$(BOXKIT_TEST_VFSD_HANDLES=never fd_peak_during timeout 600 box run -v many:/data -- sh -c "$walk")
 	echo "never: peak $peak_never descriptors" >&3
 	[ "$peak_never" -gt 10000 ]
+	assert_clean
+}
+
+@test "a volume with a size limit: a write past it fails with ENOSPC in the guest, other volumes are unaffected" {
+	run -0 --separate-stderr box volume create --size 8M small
+	mountpoint -q "$N/small"
+	[ -f "$BOXKIT_HOME/volumes/images/small.img" ]
+	run -1 --separate-stderr box volume create --size 8M small
+	assert_contains "$stderr" "volume 'small' exists"
+	run -1 --separate-stderr box volume create --size lots other
+	assert_contains "$stderr" "--size 'lots'"
+	run -1 --separate-stderr boxrun -v small:/d -- dd if=/dev/zero of=/d/big bs=1M count=32
+	assert_contains "$stderr" "No space left on device"
+	[ "$(stat -c %s "$N/small/big")" -le $((8 * 1024 * 1024)) ]
+	run -0 --separate-stderr boxrun -v big:/d -- sh -c 'dd if=/dev/zero of=/d/f bs=1M count=16 2>/dev/null && wc -c </d/f'
+	assert_eq "$output" 16777216
+	# the store survives a reboot's loss of the loop mounts: box setup mounts the volume again
+	umount "$N/small"
+	run -0 box setup
+	mountpoint -q "$N/small"
+	# vm-launch's gate refuses a volume with a size limit whose filesystem is not mounted
+	umount "$N/small"
+	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
+	volspec-parse --home "$BOXKIT_HOME" small:/d >"$BATS_TEST_TMPDIR/v.jsonl"
+	chroot-stage create --home "$BOXKIT_HOME" --id gate3 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
+	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
+	assert_contains "$stderr" "volume 'small' has a size limit but its filesystem is not mounted"
+	chroot-stage destroy --home "$BOXKIT_HOME" --id gate3
+	box setup
+	run -0 box volume rm small
+	! mountpoint -q "$N/small" 2>/dev/null
+	[ ! -e "$N/small" ] && [ ! -e "$BOXKIT_HOME/volumes/images/small.img" ]
 	assert_clean
 }

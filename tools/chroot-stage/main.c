@@ -3,6 +3,7 @@
  * holding only what its VMM needs, and a teardown that never touches anything
  * outside it. */
 #include "common.h"
+#include "testhook.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -147,9 +148,10 @@ static int parse_argv(int argc, char **argv)
 		log_error("create needs --vmm, --uid and --gid");
 		return -1;
 	}
-	const char *f = getenv("BOXKIT_FAIL_AT");
+	/* test builds only */
+	const char *f = test_getenv("BOXKIT_FAIL_AT");
 	arg.fail_at = f ? atoi(f) : 0;
-	f = getenv("BOXKIT_STALL_AT");
+	f = test_getenv("BOXKIT_STALL_AT");
 	arg.stall_at = f ? atoi(f) : 0;
 	return 0;
 }

@@ -283,8 +283,12 @@ int main(int argc, char **argv)
 	log_init(argv[0]);
 	if (parse_argv(argc, argv) < 0)
 		return EXIT_USAGE;
-	if (boxkit_home(arg.home, &home) < 0) {
-		log_error("cannot find the boxkit home: set --home, BOXKIT_HOME or HOME");
+	/* canonical once, at entry (a missing home stays as given for status) */
+	r = boxkit_home_canon(arg.home, !strcmp(arg.cmd, "ensure"), &home);
+	if (r == -ENOENT && strcmp(arg.cmd, "ensure"))
+		r = boxkit_home(arg.home, &home);
+	if (r < 0) {
+		log_error("cannot find the boxkit home: set --home, BOXKIT_HOME or HOME (%s)", strerror(-r));
 		return EXIT_USAGE;
 	}
 	if (asprintf(&path, "%s/%s", home, RESERVE_NAME) < 0)

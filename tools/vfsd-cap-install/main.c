@@ -351,8 +351,12 @@ int main(int argc, char **argv)
 	log_init(argv[0]);
 	if (parse_argv(argc, argv) < 0)
 		return EXIT_USAGE;
-	if (boxkit_home(arg.home, &home) < 0) {
-		log_error("cannot find the data home: set --home, XDG_DATA_HOME or HOME");
+	/* canonical once, at entry (a missing home stays as given for --status) */
+	r = boxkit_home_canon(arg.home, !arg.status, &home);
+	if (r == -ENOENT && arg.status)
+		r = boxkit_home(arg.home, &home);
+	if (r < 0) {
+		log_error("cannot find the data home: set --home, XDG_DATA_HOME or HOME (%s)", strerror(-r));
 		return EXIT_USAGE;
 	}
 	if ((r = find_source(&s)))

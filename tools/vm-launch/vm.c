@@ -40,7 +40,7 @@ int artifact_path(const char *envvar, const char *sub, const char *name, char *o
 	int r = self_dir(exe, sizeof(exe));
 	if (r < 0)
 		return r;
-	for (int up = 0; up < 3; up++) {
+	for (int up = 0; up < 4; up++) {
 		char cand[PATH_MAX + 64];
 		snprintf(cand, sizeof(cand), "%s/build/%s", exe, sub);
 		struct stat st;

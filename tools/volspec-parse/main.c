@@ -166,7 +166,8 @@ static int check_subpath(int volfd, const char *home, struct entry *e)
 
 	if (asprintf(&rel, VOL_ROOT_NAMED "/%s/%s", e->v.name, e->v.subpath) < 0)
 		return log_sys(ENOMEM, "out of memory");
-	fd = volfd < 0 ? -ENOENT : open_beneath_noxdev(volfd, rel, O_PATH | O_NOFOLLOW, 0);
+	cleanup_close int volroot = volfd < 0 ? -ENOENT : vol_open_root(volfd, VOL_NAMED, e->v.name);
+	fd = volroot < 0 ? volroot : open_beneath_noxdev(volroot, e->v.subpath, O_PATH | O_NOFOLLOW, 0);
 	if (fd == -ENOENT || fd == -ENOTDIR) {
 		log_error("'%s': volume-subpath '%s' does not exist in volume '%s'", e->spec, e->v.subpath, e->v.name);
 		return EXIT_REFUSED;
