@@ -1,8 +1,62 @@
 /* SPDX-License-Identifier: MIT */
-/* The guest ABI: what the host side and the guest init agree on. Header-only
- * (the static guest init includes it without the rest of lib/common). */
+/* The guest ABI: everything the host side (vm-launch) and the guest init
+ * agree on, written once. Header-only: the static guest init includes it
+ * without the rest of lib/common.
+ *
+ * The control channel is one virtio-serial port, "boxkit.ctl", carrying
+ * frames:
+ *
+ *     [type:1][stream:4 LE][length:4 LE][payload: length bytes]
+ *
+ * `stream` names a process in the guest: 0 is the run's workload; a process
+ * started later in the same VM (exec) gets its own number from the host, so
+ * several processes can each have their own stdin, stdout, stderr, window
+ * size and exit status on the one channel. Frames about the whole VM use
+ * stream 0. Integers are little endian. A frame is at most FRAME_MAX bytes
+ * of payload (the plan); data frames carry at most FRAME_DATA_MAX.
+ *
+ * The conversation (protocol version GUEST_PROTO_VERSION):
+ *   guest -> host  HELLO  {"proto":1}: the init is up
+ *   host -> guest  PLAN   {"version":1,"config":{OCI config},"volumes":[...]}
+ *   guest -> host  WINDOW (4 bytes: n) the host may send n more stdin bytes
+ *   host -> guest  STDIN (bytes, never beyond the window), STDIN_EOF,
+ *                  SIGNAL (4 bytes: the signal), WINSIZE (2+2 bytes: rows, cols)
+ *   guest -> host  STDOUT, STDERR (bytes), EXIT (4 bytes: the status, 0-255,
+ *                  128+N for signal N), FAIL (a message: the init failed)
+ * Stdin is credit-based so that the host never sends more than the guest can
+ * buffer: the guest then always reads the channel, and a SIGNAL is never
+ * stuck behind stdin the workload does not read. Each side refuses a
+ * version it does not know, with a message naming both. */
 #ifndef BOXKIT_GUEST_ABI_H
 #define BOXKIT_GUEST_ABI_H
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GUEST_PROTO_VERSION 1 /* the frames */
+#define GUEST_PLAN_VERSION 1  /* the plan's JSON */
+#define FRAME_PORT_NAME "boxkit.ctl"
+#define FRAME_HDR 9
+#define FRAME_MAX (1u << 20)	  /* a plan */
+#define FRAME_DATA_MAX (1u << 16) /* stdin, stdout, stderr */
+#define STDIN_WINDOW (1u << 16)	  /* what the guest init buffers per process */
+
+enum frame_type {
+	/* guest -> host */
+	FR_HELLO = 'H',
+	FR_WINDOW = 'W',
+	FR_STDOUT = 'O',
+	FR_STDERR = 'R',
+	FR_EXIT = 'X',
+	FR_FAIL = 'F',
+	/* host -> guest */
+	FR_PLAN = 'P',
+	FR_STDIN = 'I',
+	FR_STDIN_EOF = 'E',
+	FR_SIGNAL = 'S',
+	FR_WINSIZE = 'Z',
+};
 
 /* guest paths, made by the guest init */
 #define GUEST_RUN_DIR "/run/boxkit"
@@ -13,4 +67,87 @@
  * the container as its PID 1 */
 #define GUEST_INIT "/sbin/boxkit-init"
 #define CONTAINER_INIT "/.boxkit-init"
+
+static inline void le32_put(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+static inline uint32_t le32_get(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A byte buffer with a hard capacity: what is read from, or queued for, one
+ * descriptor. It never grows past cap. */
+struct fbuf {
+	unsigned char *data;
+	size_t len, cap;
+};
+
+static inline int fbuf_init(struct fbuf *b, size_t cap)
+{
+	b->data = (unsigned char *)malloc(cap);
+	b->len = 0;
+	b->cap = cap;
+	return b->data ? 0 : -ENOMEM;
+}
+static inline void fbuf_free(struct fbuf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+static inline size_t fbuf_room(const struct fbuf *b)
+{
+	return b->cap - b->len;
+}
+/* drop n bytes from the front */
+static inline void fbuf_consume(struct fbuf *b, size_t n)
+{
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+/* Queue one frame; -ENOSPC when it does not fit (nothing queued). */
+static inline int frame_put(struct fbuf *b, char type, uint32_t stream, const void *data, uint32_t len)
+{
+	if (fbuf_room(b) < FRAME_HDR + (size_t)len)
+		return -ENOSPC;
+	unsigned char *p = b->data + b->len;
+	p[0] = (unsigned char)type;
+	le32_put(p + 1, stream);
+	le32_put(p + 5, len);
+	if (len)
+		memcpy(p + FRAME_HDR, data, len);
+	b->len += FRAME_HDR + len;
+	return 0;
+}
+
+struct frame {
+	char type;
+	uint32_t stream;
+	uint32_t len;
+	const unsigned char *payload; /* points into the buffer, valid until it is consumed */
+};
+
+/* Look at the first frame in b: 1 and *f when complete (then the caller
+ * consumes FRAME_HDR + f->len bytes), 0 when incomplete, -EPROTO when its
+ * length is over max. */
+static inline int frame_peek(const struct fbuf *b, uint32_t max, struct frame *f)
+{
+	if (b->len < FRAME_HDR)
+		return 0;
+	uint32_t n = le32_get(b->data + 5);
+	if (n > max)
+		return -EPROTO;
+	if (b->len < FRAME_HDR + (size_t)n)
+		return 0;
+	f->type = (char)b->data[0];
+	f->stream = le32_get(b->data + 1);
+	f->len = n;
+	f->payload = b->data + FRAME_HDR;
+	return 1;
+}
 #endif

@@ -55,6 +55,8 @@ struct vm {
 	int nbinds;
 	/* run state */
 	char console[4300];
+	int console_fd;	  /* console.log, until the relay takes it */
+	int console_pipe; /* QEMU's stdout and stderr, read by the relay */
 	int ctl;
 	pid_t qemu;
 	int qemu_status;
@@ -83,6 +85,18 @@ int vm_start(struct vm *vm);
 void vm_kill(struct vm *vm);
 void vm_cleanup(struct vm *vm);
 double vm_elapsed(const struct vm *vm);
+
+/* relay.c: what came of the run */
+struct outcome {
+	int status; /* the workload's exit status, or -1 */
+	int sig;    /* SIGINT, SIGTERM or SIGHUP came, or 0 */
+	bool timed_out;
+	bool failed; /* a launcher failure (bad frame, no hello, a share died) */
+	bool stdout_failed;
+	char fail[1024]; /* the guest init's failure message */
+};
+int relay_run(struct vm *vm, const char *config, size_t config_len, struct outcome *oc);
+void print_console_tail(const char *run_dir);
 
 /* accel.c */
 int accel_choose(const char *home, const char *qemu, const char *kernel, const char *want, const char **out,

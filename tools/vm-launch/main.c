@@ -5,7 +5,7 @@
  * chroot-stage made, as its unprivileged uid, with no capabilities,
  * no_new_privs, a seccomp filter, PR_SET_PDEATHSIG and a descriptor limit. */
 #include "common.h"
-#include "frame.h"
+#include "guest-abi.h"
 #include "launch.h"
 
 #include <fcntl.h>
@@ -133,183 +133,25 @@ static int parse_argv(int argc, char **argv)
 	return 0;
 }
 
-/* ---- the relay ----------------------------------------------------------------------- */
-
-static void print_console_tail(const char *path)
+/* The one place a run's outcome becomes vm-launch's exit status. */
+static int exit_status(const struct vm *vm, const struct outcome *oc)
 {
-	char buf[4096];
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "%s: console log tail (%s): cannot open it\n", log_prog(), path);
-		return;
-	}
-	off_t size = lseek(fd, 0, SEEK_END);
-	off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
-	if (n < 0)
-		n = 0;
-	buf[n] = 0;
-	fprintf(stderr, "%s: console log tail (%s):\n%s\n", log_prog(), path, n ? buf : "(empty: the kernel printed nothing)");
-}
-
-static int send_plan(int ctl, const char *config, size_t config_len, const struct volume *vols, int nvols)
-{
-	int r = frame_send(ctl, FR_CONFIG, config, (uint32_t)config_len);
-	for (int i = 0; r == 0 && i < nvols; i++) {
-		char line[512];
-		int n = snprintf(line, sizeof(line), "%s\t%s\t%d\t%s", vols[i].e.tag, vols[i].e.is_file ? "file" : "directory",
-				 vols[i].e.readonly ? 1 : 0, vols[i].file_name);
-		r = frame_send(ctl, FR_VOLUME, line, (uint32_t)n);
-	}
-	return r ? r : frame_send(ctl, FR_GO, NULL, 0);
-}
-
-static int relay(struct vm *vm, const char *config, size_t config_len)
-{
-	struct frame_buf in = { 0 };
-	int status = -1;
-	bool stdin_open = true, qemu_gone = false, timed_out = false, share_failed = false;
-	char fail[1024] = "";
-	int caught = 0;
-	sigset_t mask;
-	cleanup_close int sfd = -1, tfd = -1;
-
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0)
-		return log_sys(errno, "signalfd");
-	if (arg.timeout > 0) {
-		struct itimerspec its = { .it_value = { (time_t)arg.timeout, (long)((arg.timeout - (time_t)arg.timeout) * 1e9) } };
-		tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-		if (tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) < 0)
-			return log_sys(errno, "timerfd");
-	}
-	fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-
-	while (!qemu_gone) {
-		struct pollfd pf[4 + 64] = { { sfd, POLLIN, 0 },
-					     { vm->ctl, vm->ctl >= 0 ? POLLIN : 0, 0 },
-					     { stdin_open && vm->plan_sent ? STDIN_FILENO : -1, POLLIN, 0 },
-					     { tfd, POLLIN, 0 } };
-		for (int i = 0; i < vm->nvols && i < 64; i++)
-			pf[4 + i] = (struct pollfd){ vm->vols[i].log, POLLIN, 0 };
-		if (poll(pf, (nfds_t)(4 + (vm->nvols < 64 ? vm->nvols : 64)), -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return log_sys(errno, "poll");
-		}
-		for (int i = 0; i < vm->nvols && i < 64; i++)
-			if (pf[4 + i].revents)
-				shares_drain_log(&vm->vols[i]);
-		if (pf[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				if (si.ssi_signo == SIGCHLD) {
-					int st;
-					pid_t w;
-					while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
-						if (w == vm->qemu) {
-							qemu_gone = true;
-							vm->qemu = -1;
-							vm->qemu_status = st;
-						} else if (shares_reap(vm, w, st, status < 0) >= 0 && status < 0 && vm->qemu > 0 &&
-							   !share_failed) {
-							/* a daemon that refuses or dies before the workload is done fails
-							 * the run loudly (after it, the guest's reboot ends them) */
-							share_failed = true;
-							vm_kill(vm);
-						}
-					}
-				} else if (!caught) {
-					caught = (int)si.ssi_signo;
-					log_debug("caught signal %d: stopping the VM", caught);
-					vm_kill(vm);
-				}
-			}
-		}
-		if (tfd >= 0 && (pf[3].revents & POLLIN) && !timed_out) {
-			timed_out = true;
-			log_error("timed out after %g seconds: stopping the VM", arg.timeout);
-			vm_kill(vm);
-		}
-		if (vm->ctl >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-			ssize_t n = frame_fill(&in, vm->ctl);
-			if (n == 0 || (n < 0 && n != -EAGAIN)) {
-				close(vm->ctl);
-				vm->ctl = -1;
-			}
-			char type;
-			unsigned char *p;
-			uint32_t len;
-			int r;
-			while ((r = frame_take(&in, &type, &p, &len)) == 1) {
-				switch (type) {
-				case FR_HELLO:
-					log_debug("guest init is up (%.3f s): sending the plan", vm_elapsed(vm));
-					if (send_plan(vm->ctl, config, config_len, vm->vols, vm->nvols) < 0)
-						log_warn("cannot send the plan to the guest");
-					vm->plan_sent = true;
-					break;
-				case FR_STDOUT:
-				case FR_STDERR:
-					if (frame_write_all(type == FR_STDOUT ? STDOUT_FILENO : STDERR_FILENO, p, len) < 0 &&
-					    type == FR_STDOUT)
-						log_debug("stdout closed");
-					break;
-				case FR_EXIT:
-					if (len == 4) {
-						uint32_t code;
-						memcpy(&code, p, 4);
-						status = (int)(code & 0xff);
-						log_debug("workload exited with %d (%.3f s)", status, vm_elapsed(vm));
-					}
-					break;
-				case FR_FAIL:
-					snprintf(fail, sizeof(fail), "%.*s", (int)len, (char *)p);
-					break;
-				default: log_debug("ignoring frame '%c'", type);
-				}
-				free(p);
-			}
-			if (r < 0) {
-				log_error("bad frame from the guest: stopping the VM");
-				vm_kill(vm);
-			}
-		}
-		if (pf[2].revents & (POLLIN | POLLHUP | POLLERR)) {
-			char buf[65536];
-			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
-			if (n > 0) {
-				if (vm->ctl >= 0)
-					frame_send(vm->ctl, FR_STDIN, buf, (uint32_t)n);
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-				stdin_open = false;
-				if (vm->ctl >= 0)
-					frame_send(vm->ctl, FR_STDIN_EOF, NULL, 0);
-			}
-		}
-	}
-	free(in.data);
-	log_debug("QEMU exited after %.3f s", vm_elapsed(vm));
-	if (caught)
-		return 128 + caught;
-	if (fail[0]) {
-		log_error("guest init failed: %s", fail);
-		print_console_tail(vm->console);
+	if (oc->status >= 0)
+		return oc->status; /* the workload's own, also after a signal it handled */
+	if (oc->sig)
+		return 128 + oc->sig;
+	if (oc->timed_out)
+		return EXIT_LAUNCH;
+	if (oc->fail[0]) {
+		log_error("guest init failed: %s", oc->fail);
+		print_console_tail(vm->run_dir);
 		return EXIT_LAUNCH;
 	}
-	if (timed_out || share_failed)
+	if (oc->failed)
 		return EXIT_LAUNCH;
-	if (status < 0) {
-		log_error("the VM stopped without reporting an exit status (kernel panic or init failure)");
-		print_console_tail(vm->console);
-		return EXIT_LAUNCH;
-	}
-	return status;
+	log_error("the VM stopped without reporting an exit status (kernel panic or init failure)");
+	print_console_tail(vm->run_dir);
+	return EXIT_LAUNCH;
 }
 
 /* The run: the one given with --run (box made it), or a new one. Its
@@ -345,7 +187,9 @@ static int open_run(struct vm *vm)
 int main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *config = NULL;
-	struct vm vm = { .ctl = -1, .qemu = -1, .sockdir = -1, .volfd = -1, .homefd = -1, .vfsd_bin = -1 };
+	struct vm vm = { .ctl = -1, .qemu = -1, .sockdir = -1, .volfd = -1, .homefd = -1, .vfsd_bin = -1,
+			 .console_fd = -1, .console_pipe = -1 };
+	struct outcome oc = { .status = -1 };
 	size_t config_len = 0;
 	sigset_t mask;
 	int r;
@@ -385,7 +229,9 @@ int main(int argc, char **argv)
 	if (r == 0)
 		r = vm_start(&vm);
 	if (r == 0)
-		r = relay(&vm, config, config_len);
+		r = relay_run(&vm, config, config_len, &oc) < 0 ? EXIT_LAUNCH : exit_status(&vm, &oc);
+	else
+		r = EXIT_LAUNCH; /* every failure before the relay is a launcher failure */
 	vm_cleanup(&vm);
 	close(vm.homefd);
 	if (close_stdout() < 0 && r == 0)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "common.h"
-#include "frame.h"
+#include "guest-abi.h"
 #include "launch.h"
 #include "runrec.h"
 #include "spawn.h"
@@ -343,9 +343,17 @@ int vm_start(struct vm *vm)
 		return log_sys(errno, "socketpair"), EXIT_LAUNCH;
 	/* root's, in the root-owned run directory: QEMU writes it through the
 	 * descriptor it is handed, never by name */
-	int con = open(vm->console, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (con < 0)
+	vm->console_fd = open(vm->console, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (vm->console_fd < 0)
 		return log_sys(errno, "cannot create '%s'", vm->console), EXIT_LAUNCH;
+	/* QEMU writes the console into a pipe; the relay copies it into the log
+	 * with a size limit (a guest can write to its console without end) */
+	int cp[2];
+	if (pipe2(cp, O_CLOEXEC) < 0)
+		return log_sys(errno, "pipe"), EXIT_LAUNCH;
+	vm->console_pipe = cp[0];
+	fcntl(cp[0], F_SETFL, O_NONBLOCK);
+	int con = cp[1];
 
 	const int qfd = 3; /* QEMU's end of the control socket */
 	snprintf(mem, sizeof(mem), "%ld", arg.memory);
@@ -506,6 +514,11 @@ void vm_cleanup(struct vm *vm)
 	if (vm->ctl >= 0)
 		close(vm->ctl);
 	vm->ctl = -1;
+	if (vm->console_fd >= 0)
+		close(vm->console_fd);
+	if (vm->console_pipe >= 0)
+		close(vm->console_pipe);
+	vm->console_fd = vm->console_pipe = -1;
 	if (vm->volfd >= 0)
 		close(vm->volfd);
 	vm->volfd = -1;

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/* fakevmm: a stand-in for QEMU in relay tests (vm-launch --qemu). It speaks
+ * the guest side of the control channel on descriptor 3 and misbehaves as
+ * its name says (argv[0] ends in -MODE):
+ *   nohello   never says hello
+ *   stopread  says hello, then never reads the channel again
+ *   flood     says hello, then sends stdout frames as fast as it can
+ *   console   says hello, then writes its console (stdout) as fast as it can
+ *   echo      a well-behaved guest: echoes stdin to stdout, exits 0 at EOF */
+#include "guest-abi.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void put(int fd, char type, const void *p, uint32_t n)
+{
+	unsigned char h[FRAME_HDR];
+	h[0] = (unsigned char)type;
+	le32_put(h + 1, 0);
+	le32_put(h + 5, n);
+	if (write(fd, h, sizeof(h)) < 0 || (n && write(fd, p, n) < 0)) {
+	}
+}
+
+static void hello(int fd)
+{
+	char h[32];
+	int n = snprintf(h, sizeof(h), "{\"proto\":%d}", GUEST_PROTO_VERSION);
+	put(fd, FR_HELLO, h, (uint32_t)n);
+}
+
+static void drain(int fd)
+{
+	char buf[65536];
+	while (read(fd, buf, sizeof(buf)) > 0) {
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = strrchr(argv[0], '-');
+	static char big[FRAME_DATA_MAX];
+	mode = mode ? mode + 1 : "echo";
+	(void)argc;
+	if (!strcmp(mode, "nohello"))
+		for (;;)
+			pause();
+	hello(3);
+	if (!strcmp(mode, "stopread"))
+		for (;;)
+			pause();
+	fcntl(3, F_SETFL, O_NONBLOCK);
+	if (!strcmp(mode, "flood") || !strcmp(mode, "console")) {
+		memset(big, 'x', sizeof(big));
+		for (;;) {
+			drain(3);
+			if (!strcmp(mode, "flood")) {
+				struct pollfd pf = { 3, POLLOUT, 0 };
+				poll(&pf, 1, 100);
+				put(3, FR_STDOUT, big, sizeof(big));
+			} else if (write(1, big, sizeof(big)) < 0) {
+			}
+		}
+	}
+	/* echo: grant a window, echo stdin, exit at EOF */
+	struct fbuf in;
+	fbuf_init(&in, FRAME_HDR + FRAME_MAX);
+	unsigned char w[4];
+	le32_put(w, STDIN_WINDOW);
+	put(3, FR_WINDOW, w, 4);
+	for (;;) {
+		struct pollfd pf = { 3, POLLIN, 0 };
+		poll(&pf, 1, -1);
+		ssize_t n = read(3, in.data + in.len, fbuf_room(&in));
+		if (n == 0)
+			return 1;
+		if (n > 0)
+			in.len += (size_t)n;
+		struct frame f;
+		while (frame_peek(&in, FRAME_MAX, &f) == 1) {
+			if (f.type == FR_STDIN) {
+				put(3, FR_STDOUT, f.payload, f.len);
+				le32_put(w, f.len);
+				put(3, FR_WINDOW, w, 4);
+			} else if (f.type == FR_STDIN_EOF) {
+				unsigned char z[4] = { 0 };
+				put(3, FR_EXIT, z, 4);
+				return 0;
+			}
+			fbuf_consume(&in, FRAME_HDR + f.len);
+		}
+	}
+}
