@@ -79,6 +79,46 @@ capeff() { grep CapEff <<<"$output" | awk '{print $2}'; }
 	assert_eq "$(oci-spec --cap-drop all --cap-add net_admin -- true | jq -c .process.capabilities.effective)" '["CAP_NET_ADMIN"]'
 }
 
+# caps OCI-SPEC-OPTIONS...: the capability list of the config, sorted; fails
+# unless bounding, effective and permitted hold the same list
+caps() {
+	oci-spec "$@" -- true | jq -c '.process.capabilities | [.bounding, .effective, .permitted] | map(sort) |
+		if .[0] == .[1] and .[1] == .[2] then .[0] else error("bounding, effective and permitted differ") end'
+}
+
+@test "Docker's TweakCapabilities, case by case: a named drop beside ALL in the adds always applies" {
+	ALLC=$(caps --cap-add ALL)
+	DEF=$(caps)
+	assert_eq "$(jq length <<<"$ALLC")" 41 "ALL"
+	assert_eq "$DEF" '["CAP_AUDIT_WRITE","CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_MKNOD","CAP_NET_BIND_SERVICE","CAP_NET_RAW","CAP_SETFCAP","CAP_SETGID","CAP_SETPCAP","CAP_SETUID","CAP_SYS_CHROOT"]'
+	no_raw=$(jq -c '. - ["CAP_NET_RAW"]' <<<"$ALLC")
+	# ALL in the adds: every capability but the named drops; ALL in the drops
+	# beside it selects nothing and removes nothing
+	assert_eq "$(caps --cap-add ALL --cap-drop ALL --cap-drop NET_RAW)" "$no_raw" "add ALL, drop ALL, drop NET_RAW"
+	assert_eq "$(caps --cap-add ALL --cap-drop ALL --cap-drop NET_RAW | jq length)" 40
+	assert_eq "$(caps --cap-drop net_raw --cap-drop ALL --cap-add all)" "$no_raw" "the order of the options does not matter"
+	assert_eq "$(caps --cap-add ALL --cap-drop NET_RAW)" "$no_raw" "add ALL, drop NET_RAW"
+	assert_eq "$(caps --cap-add ALL --cap-drop ALL --cap-drop CAP_NET_RAW --cap-drop sys_admin)" \
+		"$(jq -c '. - ["CAP_NET_RAW","CAP_SYS_ADMIN"]' <<<"$ALLC")" "add ALL, drop ALL, drop two"
+	assert_eq "$(caps --cap-add ALL --cap-add NET_RAW --cap-drop NET_RAW)" "$no_raw" "with ALL in the adds a named add does not beat the drop"
+	assert_eq "$(caps --cap-add ALL --cap-drop ALL)" "$ALLC" "add ALL, drop ALL"
+	# ALL in the drops (no ALL in the adds): the named adds, nothing else
+	assert_eq "$(caps --cap-drop ALL)" '[]' "drop ALL"
+	assert_eq "$(caps --cap-drop ALL --cap-add NET_ADMIN --cap-add kill)" '["CAP_KILL","CAP_NET_ADMIN"]' "drop ALL, add two"
+	assert_eq "$(caps --cap-drop ALL --cap-drop KILL --cap-add KILL)" '["CAP_KILL"]' "drop ALL, drop X, add X"
+	# otherwise: the default set less the named drops, plus the named adds
+	assert_eq "$(caps --cap-add KILL --cap-drop KILL)" "$DEF" "add X, drop X: the add wins"
+	assert_eq "$(caps --cap-drop NET_RAW --cap-drop CHOWN)" "$(jq -c '. - ["CAP_NET_RAW","CAP_CHOWN"]' <<<"$DEF")" "drop two"
+	assert_eq "$(caps --cap-drop NET_RAW --cap-add SYS_ADMIN)" "$(jq -c '. - ["CAP_NET_RAW"] + ["CAP_SYS_ADMIN"] | sort' <<<"$DEF")" "drop X, add Y"
+	assert_eq "$(caps --cap-drop SYS_ADMIN)" "$DEF" "dropping what the default set lacks"
+	# --privileged: every capability, whatever else is given
+	assert_eq "$(caps --privileged --cap-drop NET_RAW)" "$ALLC" "privileged, drop NET_RAW"
+	# and the kernel agrees: this host's bounding set lacks CAP_SYS_RESOURCE (24)
+	in_runc --cap-add ALL --cap-drop ALL --cap-drop SYS_RESOURCE -- grep CapEff /proc/self/status
+	assert_eq "$status" 0
+	assert_eq "$(capeff)" 000001fffeffffff
+}
+
 @test "with SYS_ADMIN mount -t tmpfs succeeds; without it fails" {
 	in_runc --cap-add SYS_ADMIN -- mount -t tmpfs t /tmp
 	assert_eq "$status" 0

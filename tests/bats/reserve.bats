@@ -162,6 +162,83 @@ lifecycle() {
 	assert_eq "$(stat -c %s "$BATS_TEST_TMPDIR/target")" 9
 }
 
+# plant KIND PATH: something that is not a regular file at PATH
+plant() {
+	case $1 in
+	directory) mkdir "$2" ;;
+	symlink) ln -s "$BATS_TEST_TMPDIR/target" "$2" ;;
+	FIFO) mkfifo "$2" ;;
+	socket) python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$2" ;;
+	"character device") mknod "$2" c 1 3 ;; # /dev/null's numbers
+	"block device") mknod "$2" b 240 0 ;;   # a local/experimental major: no driver behind it
+	esac
+}
+NOT_REGULAR=(directory symlink FIFO socket "character device" "block device")
+
+@test "not a regular file at the reserve path: ensure refuses each kind with exit 1 at once, changing nothing" {
+	H=$BATS_TEST_TMPDIR/home
+	mkdir -p "$H"
+	echo precious >"$BATS_TEST_TMPDIR/target"
+	for kind in "${NOT_REGULAR[@]}"; do
+		plant "$kind" "$H/.reserve"
+		before=$(stat -c '%F %i %s %Y' "$H/.reserve")
+		# a FIFO must never be waited on: timeout turns a hang into a failure
+		run -1 --separate-stderr timeout 10 reserve --home "$H" ensure --size 1M
+		assert_eq "$output" "" "$kind: stdout"
+		if [ "$kind" = symlink ]; then
+			assert_contains "$stderr" "reserve: error: '$H/.reserve' is a symlink; refusing to follow it"
+		else
+			assert_contains "$stderr" "reserve: error: '$H/.reserve' is a $kind, not a regular file; refusing to touch it"
+		fi
+		assert_eq "$(stat -c '%F %i %s %Y' "$H/.reserve")" "$before" "$kind: left as it was"
+		assert_eq "$(ls -A "$H")" .reserve "$kind: nothing else created"
+		rm -r "$H/.reserve"
+	done
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/target")" precious
+	# a regular file of another uid is not ours either
+	echo theirs >"$H/.reserve"
+	chown nobody "$H/.reserve"
+	run -1 --separate-stderr timeout 10 reserve --home "$H" ensure --size 1M
+	assert_contains "$stderr" "is owned by uid $(id -u nobody), not by uid $(id -u); refusing to touch it"
+	assert_eq "$(cat "$H/.reserve")" theirs
+}
+
+@test "not a regular file at the reserve path: release refuses each kind with exit 1 and leaves it" {
+	H=$BATS_TEST_TMPDIR/home
+	mkdir -p "$H"
+	echo precious >"$BATS_TEST_TMPDIR/target"
+	for kind in "${NOT_REGULAR[@]}"; do
+		plant "$kind" "$H/.reserve"
+		before=$(stat -c '%F %i' "$H/.reserve")
+		run -1 --separate-stderr timeout 10 reserve --home "$H" release
+		assert_eq "$output" "" "$kind: stdout"
+		assert_contains "$stderr" "reserve: error: '$H/.reserve' is a $kind, not boxkit's reserve; refusing to remove it"
+		assert_eq "$(stat -c '%F %i' "$H/.reserve")" "$before" "$kind: left where it is"
+		rm -r "$H/.reserve"
+	done
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/target")" precious
+	# a regular file is released whoever owns it: the reserve can always be given back
+	head -c 4096 /dev/zero >"$H/.reserve"
+	chown nobody "$H/.reserve"
+	run -0 --separate-stderr timeout 10 reserve --home "$H" release
+	assert_eq "$(jget .state "$output")" missing
+	[ ! -e "$H/.reserve" ]
+}
+
+@test "not a regular file at the reserve path: status reports each kind as not-regular, exit 0" {
+	H=$BATS_TEST_TMPDIR/home
+	mkdir -p "$H"
+	echo precious >"$BATS_TEST_TMPDIR/target"
+	for kind in "${NOT_REGULAR[@]}"; do
+		plant "$kind" "$H/.reserve"
+		run -0 --separate-stderr timeout 10 reserve --home "$H" status --size 1M
+		assert_eq "$stderr" "" "$kind: stderr"
+		assert_eq "$(jq -c '[.state, .size, .allocated, .path]' <<<"$output")" "[\"not-regular\",0,0,\"$H/.reserve\"]" "$kind"
+		[ -e "$H/.reserve" ] || [ -L "$H/.reserve" ]
+		rm -r "$H/.reserve"
+	done
+}
+
 @test "status reports path, sizes, free bytes and state" {
 	H=$BATS_TEST_TMPDIR/home
 	run -0 --separate-stderr reserve --home "$H" status

@@ -135,3 +135,105 @@ serve() {
 	assert_eq "$output" ""
 	[ ! -e "$H/bin/virtiofsd" ]
 }
+
+# plant KIND PATH: something that is not a regular file at PATH
+plant() {
+	case $1 in
+	fifo) mkfifo "$2" ;;
+	socket) python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$2" ;;
+	chardev) mknod "$2" c 1 3 ;; # /dev/null's numbers: opening it has no effect
+	symlink) ln -s "$BATS_TEST_TMPDIR/mine" "$2" ;;
+	esac
+}
+
+@test "planted at the copy path: a FIFO, socket, device or symlink is tampered at once, and replaced" {
+	echo precious >"$BATS_TEST_TMPDIR/mine"
+	for kind in fifo socket chardev symlink; do
+		w=$(vfsd-cap-install --home "$H")
+		rm "$w"
+		plant "$kind" "$w"
+		# an open(O_RDONLY) of a FIFO waits for a writer: timeout turns a hang into a failure
+		run -0 --separate-stderr timeout 10 vfsd-cap-install --home "$H" --status
+		assert_eq "$(jget .state "$output")" tampered "$kind: state"
+		assert_eq "$(jget .capabilities "$output")" "" "$kind: capabilities"
+		run -0 --separate-stderr timeout 10 vfsd-cap-install --home "$H"
+		assert_eq "$output" "$w" "$kind: stdout"
+		assert_eq "$stderr" "" "$kind: stderr"
+		[ -f "$w" ] && [ ! -L "$w" ]
+		cmp "$w" "$SRC"
+		assert_eq "$(getcap "$w")" "$w cap_dac_read_search=ep" "$kind: capability"
+		assert_eq "$(vfsd-cap-install --home "$H" --status | jq -r .state)" ok "$kind: state after"
+	done
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/mine")" precious
+	assert_eq "$(ls -A "$H/bin")" "$(printf 'virtiofsd\nvirtiofsd.marker')" "no temp file left"
+}
+
+@test "planted at the marker path: a FIFO, socket, device or symlink makes the copy stale at once, and is replaced" {
+	echo precious >"$BATS_TEST_TMPDIR/mine"
+	for kind in fifo socket chardev symlink; do
+		w=$(vfsd-cap-install --home "$H")
+		rm "$w.marker"
+		plant "$kind" "$w.marker"
+		run -0 --separate-stderr timeout 10 vfsd-cap-install --home "$H" --status
+		assert_eq "$(jget .state "$output")" stale "$kind: state"
+		run -0 --separate-stderr timeout 10 vfsd-cap-install --home "$H"
+		assert_eq "$output" "$w" "$kind: stdout"
+		[ -f "$w.marker" ] && [ ! -L "$w.marker" ]
+		assert_eq "$(jq -r .source "$w.marker")" "$(readlink -f "$SRC")" "$kind: marker"
+		assert_eq "$(vfsd-cap-install --home "$H" --status | jq -r .state)" ok "$kind: state after"
+	done
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/mine")" precious
+}
+
+@test "a directory at the copy or the marker path: reported, refused with exit 1, never removed" {
+	mkdir -p "$H/bin/virtiofsd/keep"
+	chmod 0700 "$H/bin"
+	run -0 --separate-stderr timeout 10 vfsd-cap-install --home "$H" --status
+	assert_eq "$(jget .state "$output")" tampered
+	run -1 --separate-stderr timeout 10 vfsd-cap-install --home "$H"
+	assert_eq "$output" ""
+	assert_contains "$stderr" "vfsd-cap-install: error: '$H/bin/virtiofsd' is a directory; refusing to replace it"
+	[ -d "$H/bin/virtiofsd/keep" ]
+	assert_eq "$(ls -A "$H/bin")" virtiofsd "nothing written"
+	rm -r "$H/bin/virtiofsd"
+	w=$(vfsd-cap-install --home "$H")
+	rm "$w.marker"
+	mkdir "$w.marker"
+	run -0 --separate-stderr timeout 10 vfsd-cap-install --home "$H" --status
+	assert_eq "$(jget .state "$output")" stale
+	run -1 --separate-stderr timeout 10 vfsd-cap-install --home "$H"
+	assert_contains "$stderr" "'$H/bin/virtiofsd.marker' is a directory; refusing to replace it"
+	[ -d "$w.marker" ]
+}
+
+@test "a FIFO as the source is refused at once with exit 1" {
+	mkfifo "$BATS_TEST_TMPDIR/fifo"
+	run -1 --separate-stderr timeout 10 vfsd-cap-install --home "$H" --source "$BATS_TEST_TMPDIR/fifo"
+	assert_eq "$output" ""
+	assert_contains "$stderr" "vfsd-cap-install: error: virtiofsd source '$BATS_TEST_TMPDIR/fifo' is not an executable file"
+	BOXKIT_VIRTIOFSD=$BATS_TEST_TMPDIR/fifo run -1 --separate-stderr timeout 10 vfsd-cap-install --home "$H" --status
+	assert_contains "$stderr" "is not an executable file"
+	[ ! -e "$H/bin/virtiofsd" ]
+}
+
+@test "race: a source swapped for a FIFO after its path is resolved is refused at once, never waited on" {
+	# the test build stops right after resolving the source (BOXKIT_TEST_PAUSE)
+	grep -q BOXKIT_TEST_PAUSE "$BIN_DIR/vfsd-cap-install" ||
+		skip "needs the test build's pause points (make test, or BIN_DIR=build/test/bin)"
+	P=$BATS_TEST_TMPDIR/pause
+	mkdir -p "$P"
+	cp "$SRC" "$BATS_TEST_TMPDIR/src"
+	BOXKIT_TEST_PAUSE=vfsd-source-resolved BOXKIT_TEST_PAUSE_DIR=$P timeout 20 vfsd-cap-install --home "$H" \
+		--source "$BATS_TEST_TMPDIR/src" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	bp=$!
+	wait_for "$P/vfsd-source-resolved.reached" 200 || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
+	rm "$BATS_TEST_TMPDIR/src"
+	mkfifo "$BATS_TEST_TMPDIR/src"
+	touch "$P/vfsd-source-resolved.go"
+	rc=0
+	wait "$bp" || rc=$?
+	assert_eq "$rc" 1 "exit status (124: it waited on the FIFO)"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" ""
+	assert_contains "$(cat "$BATS_TEST_TMPDIR/err")" "is not an executable file"
+	[ ! -e "$H/bin/virtiofsd" ]
+}

@@ -54,7 +54,7 @@ static void usage(FILE *f)
 	      "\n"
 	      "Options:\n"
 	      "  --cap-add CAP       add a capability (repeatable; ALL = all 41)\n"
-	      "  --cap-drop CAP      drop a capability (repeatable; drops apply first)\n"
+	      "  --cap-drop CAP      drop a capability (repeatable; Docker's rules: see the manual)\n"
 	      "  --privileged        every capability, no seccomp, writable cgroups and /proc/sys\n"
 	      "  --rootfs PATH       root.path (default rootfs)\n"
 	      "  --readonly-rootfs   root.readonly\n"
@@ -264,9 +264,19 @@ static int cap_parse(const char *name, uint64_t *mask)
 	return 0;
 }
 
-/* Docker's TweakCapabilities: ALL in the adds means every capability but the
- * drops; ALL in the drops means only the adds; otherwise the default set less
- * the drops, then plus the adds. */
+/* Docker's TweakCapabilities (moby, daemon/pkg/oci/caps/utils.go), case by
+ * case, first match wins:
+ *   --privileged                   every capability
+ *   no --cap-add and no --cap-drop the default set
+ *   ALL among the adds             every capability but the named drops
+ *   ALL among the drops            the named adds, nothing else
+ *   otherwise                      the default set less the named drops,
+ *                                  plus the named adds
+ * ALL is never a capability of its own: in the drops it only selects the
+ * fourth case, so a named drop beside --cap-add ALL always applies (also with
+ * --cap-drop ALL given too), and an add of the same name as a drop wins in the
+ * last two cases. Every name is checked first, --privileged or not, as Docker
+ * checks them when the container is created. */
 static int final_caps(uint64_t *out)
 {
 	const uint64_t all = (1ull << NCAPS) - 1;
@@ -287,19 +297,23 @@ static int final_caps(uint64_t *out)
 					  list[i]);
 				return -1;
 			}
+			bool is_all = !strcasecmp(list[i], "ALL");
+			/* ALL only selects a case; the masks hold the named capabilities */
 			if (pass == 0) {
-				drop |= m;
-				drop_all |= !strcasecmp(list[i], "ALL");
+				drop_all |= is_all;
+				drop |= is_all ? 0 : m;
 			} else {
-				add |= m;
-				add_all |= !strcasecmp(list[i], "ALL");
+				add_all |= is_all;
+				add |= is_all ? 0 : m;
 			}
 		}
 	}
-	if (arg.privileged || (add_all && !drop_all && arg.ndrop == 0))
+	if (arg.privileged)
 		*out = all;
+	else if (arg.nadd == 0 && arg.ndrop == 0)
+		*out = base;
 	else if (add_all)
-		*out = drop_all ? all : all & ~drop;
+		*out = all & ~drop;
 	else if (drop_all)
 		*out = add;
 	else

@@ -35,8 +35,9 @@ static void usage(FILE *f)
 	      "Sizes take a K, M or G suffix (powers of 1024).\n"
 	      "Every command prints one JSON line on stdout.\n"
 	      "\n"
-	      "Exit status: 0 ok (also when deferred), 1 refused (the reserve path is not\n"
-	      "a regular file of ours), 2 usage error, 3 system failure (no space, I/O).\n"
+	      "Exit status: 0 ok (also when deferred; status whatever it finds), 1 refused\n"
+	      "(ensure: the reserve path is not a regular file of ours; release: it is not\n"
+	      "a regular file), 2 usage error, 3 system failure (no space, I/O).\n"
 	      "Manual: tools/reserve/reserve.1.md\n",
 	      f);
 }
@@ -127,6 +128,20 @@ static bool is_full(const struct stat *st)
 	return (uint64_t)st->st_size >= arg.size && (uint64_t)st->st_blocks * 512 >= arg.size;
 }
 
+/* What is at the reserve path, for messages */
+static const char *kind_of(mode_t m)
+{
+	switch (m & S_IFMT) {
+	case S_IFDIR: return "a directory";
+	case S_IFLNK: return "a symlink";
+	case S_IFIFO: return "a FIFO";
+	case S_IFSOCK: return "a socket";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	default: return "not a regular file";
+	}
+}
+
 /* Write zeros over [from, size) and fsync: for filesystems without fallocate. */
 static int zero_fill(int fd, uint64_t from)
 {
@@ -163,23 +178,38 @@ static int cmd_ensure(const char *home, const char *path)
 	if (flock(dfd, LOCK_EX) < 0)
 		return log_sys(errno, "cannot lock '%s'", home);
 
-	fd = openat(dfd, RESERVE_NAME, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
+	/* Pin what is at the path without opening it: an O_PATH descriptor
+	 * never opens a FIFO (which could block), a socket or a device (whose
+	 * open can have effects of its own), and with O_NOFOLLOW it is the
+	 * symlink itself. Only a regular file of ours is then reopened. */
+	cleanup_close int pfd = openat(dfd, RESERVE_NAME, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0 && errno != ENOENT)
+		return log_sys(errno, "cannot open '%s'", path);
+	if (pfd < 0) {
 		memset(&st, 0, sizeof(st));
-	} else if (fd < 0) {
-		if (errno == ELOOP) {
+	} else {
+		if (fstat(pfd, &st) < 0)
+			return log_sys(errno, "cannot stat '%s'", path);
+		if (S_ISLNK(st.st_mode)) {
 			log_error("'%s' is a symlink; refusing to follow it (remove it and run 'reserve ensure')", path);
 			return EXIT_REFUSED;
 		}
-		return log_sys(errno, "cannot open '%s'", path);
-	} else {
-		if (fstat(fd, &st) < 0)
-			return log_sys(errno, "cannot stat '%s'", path);
-		if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-			log_error("'%s' is not a regular file owned by uid %u; refusing to touch it", path,
+		if (!S_ISREG(st.st_mode)) {
+			log_error("'%s' is %s, not a regular file; refusing to touch it (remove it and run 'reserve ensure')",
+				  path, kind_of(st.st_mode));
+			return EXIT_REFUSED;
+		}
+		if (st.st_uid != geteuid()) {
+			log_error("'%s' is owned by uid %u, not by uid %u; refusing to touch it", path, (unsigned)st.st_uid,
 				  (unsigned)geteuid());
 			return EXIT_REFUSED;
 		}
+		/* the pinned inode itself, read-write */
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+		fd = open(self, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0)
+			return log_sys(errno, "cannot open '%s'", path);
 		if (is_full(&st)) {
 			log_debug("reserve at '%s' is complete (%" PRIu64 " bytes)", path, arg.size);
 			return print_state(path, &st, free_bytes(dfd), "ok", NULL, 0) < 0 ? log_sys(errno, "cannot write output") : 0;
@@ -240,14 +270,18 @@ static int cmd_release(const char *home, const char *path)
 		if (errno != ENOENT)
 			return log_sys(errno, "cannot stat '%s'", path);
 	} else {
-		if (S_ISDIR(st.st_mode)) {
-			log_error("'%s' is a directory, not boxkit's reserve; refusing to remove it", path);
+		/* only a regular file is a reserve: anything else (a directory, a
+		 * symlink, a FIFO, a socket, a device) is left where it is */
+		if (!S_ISREG(st.st_mode)) {
+			log_error("'%s' is %s, not boxkit's reserve; refusing to remove it (remove it yourself, then run "
+				  "'reserve ensure')",
+				  path, kind_of(st.st_mode));
 			return EXIT_REFUSED;
 		}
 		/* unlink is metadata-only: it works on a 100%% full filesystem */
 		if (unlinkat(dfd, RESERVE_NAME, 0) < 0 && errno != ENOENT)
 			return log_sys(errno, "cannot remove '%s'", path);
-		freed = S_ISREG(st.st_mode) ? (uint64_t)st.st_blocks * 512 : 0;
+		freed = (uint64_t)st.st_blocks * 512;
 	}
 	log_info("released %" PRIu64 " bytes; run 'reserve ensure' once space is recovered", freed);
 	return print_state(path, NULL, free_bytes(dfd), "missing", "freed", freed) < 0 ? log_sys(errno, "cannot write output") : 0;
@@ -268,11 +302,15 @@ static int cmd_status(const char *home, const char *path)
 			       ? log_sys(errno, "cannot write output")
 			       : 0;
 	}
-	if (!S_ISREG(st.st_mode))
+	/* status only looks (fstatat, never an open): it reports anything that
+	 * is not a regular file as not-regular, with no size of its own */
+	bool reg = S_ISREG(st.st_mode);
+	if (!reg)
 		state = "not-regular";
 	else
 		state = is_full(&st) ? "ok" : "short";
-	return print_state(path, &st, free_bytes(dfd), state, NULL, 0) < 0 ? log_sys(errno, "cannot write output") : 0;
+	return print_state(path, reg ? &st : NULL, free_bytes(dfd), state, NULL, 0) < 0 ? log_sys(errno, "cannot write output")
+											: 0;
 }
 
 int main(int argc, char **argv)

@@ -3,6 +3,7 @@
  * cap_dac_read_search=ep, so the daemon runs unprivileged with
  * --inode-file-handles=mandatory. stdout holds one line: the copy's path. */
 #include "common.h"
+#include "testhook.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -97,6 +98,46 @@ static int run_one(const char *src, const char *a1, char *out, size_t outlen)
 	return run_capture(src, argv, true, out, outlen);
 }
 
+/* What was found at a path opened by open_regular_at */
+enum found { FOUND_NOTHING, FOUND_REGULAR, FOUND_DIRECTORY, FOUND_OTHER };
+
+/* Open dirfd/name to read it, never blocking and never following a symlink.
+ * O_NONBLOCK makes the open of a FIFO (or a device) return at once instead of
+ * waiting for a writer; fstat on the descriptor then says what it is. Returns
+ * the descriptor of a regular file (O_NONBLOCK cleared again), else -errno
+ * with *found naming what is there: nothing (-ENOENT), a directory, something
+ * else that is not a regular file (a symlink, FIFO, socket or device), or a
+ * regular file that could not be opened (EACCES, EIO). */
+static int open_regular_at(int dirfd, const char *name, enum found *found)
+{
+	struct stat st;
+	cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		/* ELOOP: a symlink; ENXIO: a socket; name what is there if anything */
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			*found = FOUND_NOTHING;
+		else
+			*found = S_ISREG(st.st_mode) ? FOUND_REGULAR : S_ISDIR(st.st_mode) ? FOUND_DIRECTORY : FOUND_OTHER;
+		return -e;
+	}
+	if (fstat(fd, &st) < 0) {
+		*found = FOUND_OTHER;
+		return -errno;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*found = S_ISDIR(st.st_mode) ? FOUND_DIRECTORY : FOUND_OTHER;
+		return -EINVAL;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		*found = FOUND_REGULAR;
+		return -errno;
+	}
+	*found = FOUND_REGULAR;
+	return steal_fd(&fd);
+}
+
 struct source {
 	char path[PATH_MAX];
 	char version[128];
@@ -104,7 +145,9 @@ struct source {
 	char digest[65];
 };
 
-static int find_source(struct source *s)
+/* Find the source and open it (*fd): the digest and the copy are read from
+ * that one descriptor, so what is checked is what is copied. */
+static int find_source(struct source *s, int *fd)
 {
 	const char *cands[8];
 	int n = 0;
@@ -138,9 +181,16 @@ static int find_source(struct source *s)
 		}
 	}
 	for (int i = 0; i < n; i++) {
-		struct stat st;
 		bool last = i == n - 1, explicit_ = arg.source || getenv("BOXKIT_VIRTIOFSD");
-		if (!realpath(cands[i], s->path) || stat(s->path, &st) < 0) {
+		enum found found = FOUND_NOTHING;
+		int r = -ENOENT;
+		if (realpath(cands[i], s->path)) {
+			/* test builds: a test swaps the source here, between naming and opening it */
+			test_pause("vfsd-source-resolved");
+			/* never blocks: a FIFO (even one planted after realpath) is refused at once */
+			r = open_regular_at(AT_FDCWD, s->path, &found);
+		}
+		if (r < 0 && found == FOUND_NOTHING) {
 			if (explicit_ || last) {
 				log_error("virtiofsd source '%s' not found%s", cands[i],
 					  explicit_ ? "" : "; run 'make deps' (it provisions Debian 13's virtiofsd)");
@@ -148,10 +198,15 @@ static int find_source(struct source *s)
 			}
 			continue;
 		}
-		if (!S_ISREG(st.st_mode) || access(s->path, X_OK) < 0) {
+		if (r < 0 && found == FOUND_REGULAR)
+			return log_sys(-r, "cannot open '%s'", s->path);
+		if (r < 0 || access(s->path, X_OK) < 0) {
+			if (r >= 0)
+				close(r);
 			log_error("virtiofsd source '%s' is not an executable file", cands[i]);
 			return EXIT_REFUSED;
 		}
+		*fd = r;
 		char buf[65536];
 		run_one(s->path, "--version", buf, sizeof(buf));
 		char *nl = strchr(buf, '\n');
@@ -160,9 +215,8 @@ static int find_source(struct source *s)
 		snprintf(s->version, sizeof(s->version), "%.120s", buf);
 		run_one(s->path, "--help", buf, sizeof(buf));
 		s->handles = strstr(buf, "--inode-file-handles") != NULL;
-		cleanup_close int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || digest_fd(fd, s->digest) < 0)
-			return log_sys(errno, "cannot read '%s'", s->path);
+		if ((r = digest_fd(*fd, s->digest)) < 0)
+			return log_sys(-r, "cannot read '%s'", s->path);
 		return 0;
 	}
 	log_error("no virtiofsd found; run 'make deps'");
@@ -186,25 +240,33 @@ static void caps_of_fd(int fd, char *out, size_t outlen)
 struct state {
 	const char *state;
 	char caps[256];
+	/* a directory at the copy's or the marker's path: an install cannot
+	 * rename over it, and boxkit never removes what it did not create */
+	const char *dir_in_the_way;
 };
 
-/* What is installed now, judged against the source and the marker. */
+/* What is installed now, judged against the source and the marker. Both are
+ * opened without blocking: whatever is planted there (a FIFO, a socket, a
+ * device, a symlink, a directory) is judged at once, never waited on. */
 static void inspect(int bindir, const struct source *s, struct state *st)
 {
-	cleanup_close int fd = bindir < 0 ? -1 : openat(bindir, COPY_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	enum found found = FOUND_NOTHING, mfound = FOUND_NOTHING;
+	cleanup_close int fd = bindir < 0 ? -1 : open_regular_at(bindir, COPY_NAME, &found);
+	cleanup_close int mfd = bindir < 0 ? -1 : open_regular_at(bindir, MARKER_NAME, &mfound);
 	char marker[8192] = "", digest[65];
 	st->caps[0] = 0;
-	if (fd < 0) {
+	st->dir_in_the_way = found == FOUND_DIRECTORY ? COPY_NAME : mfound == FOUND_DIRECTORY ? MARKER_NAME : NULL;
+	if (found == FOUND_NOTHING) {
 		st->state = "not-installed";
 		return;
 	}
-	struct stat sb;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+	/* not a regular file (a symlink, FIFO, socket, device, directory) */
+	if (fd < 0) {
 		st->state = "tampered";
 		return;
 	}
 	caps_of_fd(fd, st->caps, sizeof(st->caps));
-	cleanup_close int mfd = openat(bindir, MARKER_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* a marker that is missing or not a regular file: the copy cannot be vouched for */
 	ssize_t n = mfd >= 0 ? read(mfd, marker, sizeof(marker) - 1) : -1;
 	if (n <= 0) {
 		st->state = "stale";
@@ -279,14 +341,14 @@ static int open_bindir(const char *home, bool create, char *path, size_t pathlen
 	return fd;
 }
 
-static int install(int bindir, const char *bindir_path, const struct source *s)
+/* Copy from in, the source's descriptor find_source opened and checked. */
+static int install(int bindir, const char *bindir_path, const struct source *s, int in)
 {
 	char tmp[64], hex[17], digest[65];
-	cleanup_close int in = open(s->path, O_RDONLY | O_CLOEXEC);
 	cleanup_close int out = -1;
 	int r;
-	if (in < 0)
-		return log_sys(errno, "cannot open '%s'", s->path);
+	if (lseek(in, 0, SEEK_SET) < 0)
+		return log_sys(errno, "cannot read '%s'", s->path);
 	random_hex(hex, 8);
 	snprintf(tmp, sizeof(tmp), ".virtiofsd.tmp-%s", hex);
 	out = openat(bindir, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700);
@@ -343,6 +405,7 @@ fail:
 int main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL;
+	cleanup_close int src_fd = -1;
 	struct source s = { 0 };
 	struct state st;
 	char bindir_path[PATH_MAX + 8];
@@ -359,7 +422,7 @@ int main(int argc, char **argv)
 		log_error("cannot find the data home: set --home, XDG_DATA_HOME or HOME (%s)", strerror(-r));
 		return EXIT_USAGE;
 	}
-	if ((r = find_source(&s)))
+	if ((r = find_source(&s, &src_fd)))
 		return r;
 	if (arg.status) {
 		cleanup_close int bd = open_bindir(home, false, bindir_path, sizeof(bindir_path), &err);
@@ -389,9 +452,14 @@ int main(int argc, char **argv)
 	if (bd < 0)
 		return err ? err : EXIT_SYSTEM;
 	inspect(bd, &s, &st);
+	if (st.dir_in_the_way) {
+		log_error("'%s/%s' is a directory; refusing to replace it (remove it, then run again)", bindir_path,
+			  st.dir_in_the_way);
+		return EXIT_REFUSED;
+	}
 	if (strcmp(st.state, "ok") != 0) {
 		log_debug("copy is %s: installing from '%s'", st.state, s.path);
-		if ((r = install(bd, bindir_path, &s)))
+		if ((r = install(bd, bindir_path, &s, src_fd)))
 			return r;
 	} else
 		log_debug("copy is up to date");
