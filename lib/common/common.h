@@ -17,9 +17,9 @@
 /* ---- exit codes (never change once shipped) ---- */
 enum {
 	EXIT_OK = 0,
-	EXIT_REFUSED = 1, /* well-formed input that is not allowed or not valid */
-	EXIT_USAGE = 2,   /* bad option, missing argument */
-	EXIT_SYSTEM = 3,  /* a syscall failed, a dependency is missing, no space */
+	EXIT_REFUSED = 1,   /* well-formed input that is not allowed or not valid */
+	EXIT_USAGE = 2,	    /* bad option, missing argument */
+	EXIT_SYSTEM = 3,    /* a syscall failed, a dependency is missing, no space */
 	EXIT_LAUNCH = 125,  /* vm-launch: the launcher failed */
 	EXIT_NOEXEC = 126,  /* vm-launch: the command cannot be executed */
 	EXIT_NOTFOUND = 127 /* vm-launch: the command was not found */
@@ -30,7 +30,10 @@ enum {
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 /* ---- cleanup helpers ---- */
-static inline void freep(void *p) { free(*(void **)p); }
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
 static inline void closep(int *fd)
 {
 	if (*fd >= 0) {
@@ -64,7 +67,7 @@ static inline int steal_fd(int *fd)
 
 /* ---- logging (used by programs, never by the library functions) ---- */
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
-void log_init(const char *prog);        /* reads BOXKIT_LOG, BOXKIT_OP_ID */
+void log_init(const char *prog);	/* reads BOXKIT_LOG, BOXKIT_OP_ID */
 void log_set_level(enum log_level lvl); /* -v raises to debug */
 enum log_level log_get_level(void);
 const char *log_prog(void);
@@ -74,8 +77,16 @@ void log_msg(enum log_level lvl, const char *fmt, ...) _printf_(2, 3);
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 /* An error line for a failed syscall; adds the ENOSPC hint line when err is
- * ENOSPC. Returns EXIT_SYSTEM so callers can `return log_sys(...)`. */
+ * ENOSPC. Returns -err (never 0) so callers can `return log_sys(...)`: it
+ * never decides a tool's exit status; tool_exit() in main does. */
 int log_sys(int err, const char *fmt, ...) _printf_(2, 3);
+/* The one place a tool's result becomes its exit status: a status (>= 0)
+ * stays, a negative errno (a system failure, logged where it happened) is
+ * EXIT_SYSTEM. vm-launch maps every failure of its own to EXIT_LAUNCH. */
+static inline int tool_exit(int r)
+{
+	return r < 0 ? EXIT_SYSTEM : r;
+}
 /* The one-line hint printed by every tool that fails with ENOSPC. */
 void enospc_hint(void);
 bool is_enospc(int err);

@@ -69,7 +69,8 @@ static int read_elf(int fd, struct elfinfo *info)
 	for (int i = 0; i < eh->e_phnum; i++) {
 		if (ph[i].p_type == PT_INTERP) {
 			const char *s = (const char *)at(m, size, ph[i].p_offset, ph[i].p_filesz);
-			if (!s || ph[i].p_filesz == 0 || ph[i].p_filesz >= sizeof(info->interp) || s[ph[i].p_filesz - 1])
+			if (!s || ph[i].p_filesz == 0 || ph[i].p_filesz >= sizeof(info->interp) ||
+			    s[ph[i].p_filesz - 1])
 				goto out;
 			memcpy(info->interp, s, ph[i].p_filesz);
 		} else if (ph[i].p_type == PT_DYNAMIC) {
@@ -133,8 +134,9 @@ static int add(struct elfdeps *d, const char *path)
 /* find lib in the runpath (":"-separated, $ORIGIN = origin) or the default dirs */
 static int find_lib(const char *lib, const char *runpath, const char *origin, char *out, size_t outlen)
 {
-	static const char *const defaults[] = { "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64",
-						"/usr/lib64", "/lib", "/usr/lib" };
+	static const char *const defaults[] = {
+		"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"
+	};
 	char rp[PATH_MAX];
 	struct stat st;
 	snprintf(rp, sizeof(rp), "%s", runpath);
@@ -144,7 +146,8 @@ static int find_lib(const char *lib, const char *runpath, const char *origin, ch
 			snprintf(d, sizeof(d), "%s%s", origin, dir + 7);
 		else
 			snprintf(d, sizeof(d), "%s", dir);
-		if ((size_t)snprintf(out, outlen, "%s/%s", d, lib) < outlen && stat(out, &st) == 0 && S_ISREG(st.st_mode))
+		if ((size_t)snprintf(out, outlen, "%s/%s", d, lib) < outlen && stat(out, &st) == 0 &&
+		    S_ISREG(st.st_mode))
 			return 0;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(defaults); i++)

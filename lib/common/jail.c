@@ -19,7 +19,8 @@ static void unescape(char *s)
 {
 	char *o = s;
 	for (char *p = s; *p; p++) {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
+		    p[3] <= '7') {
 			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
 			p += 3;
 		} else
@@ -60,16 +61,27 @@ static int deepest_below(const char *root, char *out, size_t outlen)
 	return out[0] ? 1 : 0;
 }
 
-/* Detach every mount at or below root, deepest first, one at a time. 0, or
- * -EBUSY when some remain. */
-static int unmount_below(const char *root)
+/* Detach every mount at or below root (rootfd is root), deepest first, one
+ * at a time. Each is reached by descriptor: opened beneath the jail's root
+ * without following a symlink (the VM's uid could have made one), checked
+ * to be a mount root, and detached through /proc/self/fd. 0, or -EBUSY
+ * when some remain. */
+static int unmount_below(int rootfd, const char *root)
 {
-	char m[PATH_MAX];
+	char m[PATH_MAX], fdp[64];
 	for (int i = 0; i < 1000; i++) {
 		int r = deepest_below(root, m, sizeof(m));
 		if (r <= 0)
 			return r;
-		if (umount2(m, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+		const char *rel = m + strlen(root);
+		while (*rel == '/')
+			rel++;
+		cleanup_close int fd =
+			*rel ? open_beneath(rootfd, rel, O_PATH | O_NOFOLLOW, 0) : fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0 || !fd_is_mount_root(fd))
+			return -EBUSY; /* moved behind a symlink, or not what the table says */
+		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", fd);
+		if (umount2(fdp, MNT_DETACH) < 0)
 			return -EBUSY;
 	}
 	return -EBUSY;
@@ -86,7 +98,8 @@ int jail_destroy(int basefd, const char *base, const char *vmm, const char *id, 
 			return 0;
 		r = -errno;
 		snprintf(err, errlen, "'%s/%s' is %s", base, vmm,
-			 errno == ELOOP || errno == ENOTDIR ? "a symlink or not a directory; refusing it" : strerror(errno));
+			 errno == ELOOP || errno == ENOTDIR ? "a symlink or not a directory; refusing it"
+							    : strerror(errno));
 		return r == -ENOTDIR ? -ELOOP : r;
 	}
 	struct stat st;
@@ -94,7 +107,10 @@ int jail_destroy(int basefd, const char *base, const char *vmm, const char *id, 
 		return errno == ENOENT ? 0 : -errno;
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/%s/%s/root", base, vmm, id) >= sizeof(dir))
 		return -ENAMETOOLONG;
-	if ((r = unmount_below(dir)) < 0) {
+	char rel[PATH_MAX];
+	snprintf(rel, sizeof(rel), "%s/root", id);
+	cleanup_close int rootfd = openat(vfd, rel, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rootfd >= 0 && (r = unmount_below(rootfd, dir)) < 0) {
 		snprintf(err, errlen, "mounts remain below '%s'; not removing it", dir);
 		return r;
 	}

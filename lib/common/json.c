@@ -46,8 +46,6 @@ ssize_t read_line_limited(FILE *f, char *buf, size_t max)
 		return -E2BIG;
 	if (c == EOF && n == 0)
 		return ferror(f) ? -EIO : 0;
-	
-
 
 	return n == 0 ? 1 : (ssize_t)n;
 }

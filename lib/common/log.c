@@ -26,9 +26,18 @@ void log_init(const char *prog)
 	logst.op_id = (op && *op) ? op : NULL;
 }
 
-void log_set_level(enum log_level lvl) { logst.level = lvl; }
-enum log_level log_get_level(void) { return logst.level; }
-const char *log_prog(void) { return logst.prog; }
+void log_set_level(enum log_level lvl)
+{
+	logst.level = lvl;
+}
+enum log_level log_get_level(void)
+{
+	return logst.level;
+}
+const char *log_prog(void)
+{
+	return logst.prog;
+}
 
 static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 {
@@ -67,12 +76,14 @@ bool is_enospc(int err)
 void enospc_hint(void)
 {
 	if (logst.op_id)
-		fprintf(stderr, "%s: [%s] hint: no space left on the host; 'reserve release' frees boxkit's "
-				"disk reserve so you can clean up, then run 'reserve ensure'\n",
+		fprintf(stderr,
+			"%s: [%s] hint: no space left on the host; 'reserve release' frees boxkit's "
+			"disk reserve so you can clean up, then run 'reserve ensure'\n",
 			logst.prog, logst.op_id);
 	else
-		fprintf(stderr, "%s: hint: no space left on the host; 'reserve release' frees boxkit's "
-				"disk reserve so you can clean up, then run 'reserve ensure'\n",
+		fprintf(stderr,
+			"%s: hint: no space left on the host; 'reserve release' frees boxkit's "
+			"disk reserve so you can clean up, then run 'reserve ensure'\n",
 			logst.prog);
 }
 
@@ -83,11 +94,13 @@ int log_sys(int err, const char *fmt, ...)
 
 	if (err < 0)
 		err = -err;
+	if (err == 0)
+		err = EIO;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	log_error("%s: %s", msg, strerror(err));
 	if (is_enospc(err))
 		enospc_hint();
-	return EXIT_SYSTEM;
+	return -err;
 }

@@ -106,6 +106,16 @@ bool path_is_clean_relative(const char *s)
 	return true;
 }
 
+/* the mount an fd is on (a bind mount of the same filesystem has the same
+ * st_dev, so compare mount ids) */
+static uint64_t mnt_id(int fd)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) < 0 || !(sx.stx_mask & STATX_MNT_ID))
+		return 0;
+	return sx.stx_mnt_id;
+}
+
 static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t mode, bool no_xdev)
 {
 	cleanup_free char *p = strdup(rel);
@@ -122,6 +132,7 @@ static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t m
 	if (cur < 0 || fstat(cur, &st) < 0)
 		return -errno;
 	dev = st.st_dev;
+	uint64_t mnt = no_xdev ? mnt_id(cur) : 0;
 	comp = strtok_r(p, "/", &save);
 	while (comp) {
 		next = strtok_r(NULL, "/", &save);
@@ -132,7 +143,8 @@ static int open_beneath_fallback(int dirfd, const char *rel, int flags, mode_t m
 			fd = openat(cur, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd < 0)
 			return errno == ENOTDIR && next ? -ELOOP : -errno;
-		if (fstat(fd, &st) < 0 || (!next && S_ISLNK(st.st_mode)) || (no_xdev && st.st_dev != dev)) {
+		if (fstat(fd, &st) < 0 || (!next && S_ISLNK(st.st_mode)) ||
+		    (no_xdev && (st.st_dev != dev || mnt_id(fd) != mnt))) {
 			/* O_PATH|O_NOFOLLOW opens the symlink itself: refuse it */
 			int e = S_ISLNK(st.st_mode) ? ELOOP : EXDEV;
 			close(fd);
@@ -150,7 +162,8 @@ static int open_beneath_impl(int dirfd, const char *rel, int flags, mode_t mode,
 	struct open_how how = {
 		.flags = (uint64_t)(flags | O_CLOEXEC),
 		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (no_xdev ? RESOLVE_NO_XDEV : 0),
+		.resolve =
+			RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (no_xdev ? RESOLVE_NO_XDEV : 0),
 	};
 	long fd;
 

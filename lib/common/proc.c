@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #include "common.h"
+#include "spawn.h"
 
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <linux/capability.h>
 
 int self_dir(char *out, size_t outlen)
 {
@@ -26,31 +27,44 @@ int self_dir(char *out, size_t outlen)
 	return 0;
 }
 
+/* the environment a helper program gets: a fixed PATH and boxkit's own
+ * settings, never the rest of the caller's */
+static const char *const env_keep[] = { "BOXKIT_LOG", "BOXKIT_OP_ID", "BOXKIT_VIRTIOFSD", "BOXKIT_CACHE",
+					"BOXKIT_HOME" };
+
 int run_capture(const char *path, char *const argv[], bool merge_stderr, char *out, size_t outlen)
 {
+	char *envp[ARRAY_SIZE(env_keep) + 2] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin" };
+	char msg[512];
+	size_t ne = 1;
 	int p[2];
+	pid_t pid;
+
 	if (outlen == 0)
 		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(env_keep); i++) {
+		const char *v = getenv(env_keep[i]);
+		if (v) /* environ's own "KEY=value" string */
+			envp[ne++] = (char *)v - strlen(env_keep[i]) - 1;
+	}
+	envp[ne] = NULL;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
+	cleanup_close int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (nul < 0) {
 		int e = errno;
 		close(p[0]);
 		close(p[1]);
 		return -e;
 	}
-	if (pid == 0) {
-		sigset_t all;
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(p[1], 1) < 0 || (merge_stderr && dup2(p[1], 2) < 0))
-			_exit(127);
-		execv(path, argv);
-		_exit(127);
-	}
+	struct spawn_fd fds[] = { { nul, 0 }, { p[1], 1 }, { merge_stderr ? p[1] : STDERR_FILENO, 2 } };
+	struct spawn s = { .path = path, .exec_fd = -1, .argv = argv, .envp = envp, .fds = fds, .nfds = ARRAY_SIZE(fds) };
+	int r = spawn_run(&s, &pid, msg, sizeof(msg));
 	close(p[1]);
+	if (r < 0) {
+		close(p[0]);
+		return 127; /* could not be executed */
+	}
 	size_t have = 0;
 	char drop[4096];
 	ssize_t n;

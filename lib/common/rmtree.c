@@ -93,8 +93,12 @@ int rm_tree_at(int parent, const char *name)
 		return -errno;
 	if (fd_is_mount_root(top))
 		return -EBUSY;
-	for (;;) {
+	/* bounded: a tree only shrinks or moves up; a writer racing us (there
+	 * should be none: the run's processes are dead) cannot keep us forever */
+	for (long pass = 0;; pass++) {
 		bool progress = false, empty = true;
+		if (pass > 100000)
+			return -EBUSY;
 		int fd = dup(top);
 		if (fd < 0)
 			return -errno;
@@ -121,13 +125,16 @@ int rm_tree_at(int parent, const char *name)
 					r = r ? r : -errno;
 				continue;
 			}
-			if (cst.st_dev != st.st_dev || is_mount_root_at(top, e->d_name)) {
-				busy = true;
-				continue;
-			}
 			int sub = openat(top, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub < 0)
 				continue;
+			/* checked on what was opened: another device or a mount root is left */
+			struct stat sst;
+			if (fstat(sub, &sst) < 0 || sst.st_dev != st.st_dev || fd_is_mount_root(sub)) {
+				close(sub);
+				busy = true;
+				continue;
+			}
 			int fr = flatten_into(top, sub, st.st_dev, &counter, &busy);
 			close(sub);
 			if (fr < 0)

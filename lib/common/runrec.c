@@ -10,12 +10,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
 static const char *const list_key[] = {
-	[RUN_OWNERS] = "owners",   [RUN_PROCESSES] = "processes", [RUN_JAILS] = "jails",
-	[RUN_STAGING] = "staging", [RUN_ANONYMOUS] = "anonymous", [RUN_SOCKETS] = "sockets",
+	[RUN_OWNERS] = "owners",       [RUN_PROCESSES] = "processes", [RUN_JAILS] = "jails",
+	[RUN_ANONYMOUS] = "anonymous", [RUN_SOCKETS] = "sockets",
 };
 
 int run_id_new(char out[RUN_ID_LEN + 1])
@@ -110,10 +111,13 @@ int run_create(int homefd, const char *id, pid_t owner)
 		json_object_array_add(owners, new_proc(NULL, owner));
 	}
 	/* root's, whoever's umask: fchown/fchmod on the descriptor */
-	if (fchmod(dfd, 0700) < 0 || (r = write_record(dfd, o)) < 0 || renameat(root, tmp, root, id) < 0) {
+	if (fchmod(dfd, 0700) < 0)
 		r = -errno;
+	else if ((r = write_record(dfd, o)) == 0 && renameat(root, tmp, root, id) < 0)
+		r = -errno;
+	if (r < 0) {
 		rm_tree_at(root, tmp);
-		return r ? r : -EIO;
+		return r;
 	}
 	return 0;
 }
@@ -257,16 +261,24 @@ static void note(int *first, int r, char *err, size_t errlen, const char *what, 
 	snprintf(err, errlen, "cannot remove %s '%s': %s", what, name, strerror(-r));
 }
 
-/* SIGKILL each recorded process that is still the one recorded, and wait
- * (at most about two seconds) until they are gone. */
-static void kill_processes(struct json_object *arr)
+/* SIGKILL each recorded process that is still the one recorded (through a
+ * pidfd: the pid cannot be reused between the check and the kill), and
+ * wait (at most about two seconds) until they are gone. Returns whether
+ * all are. */
+static bool kill_processes(struct json_object *arr)
 {
 	size_t n = arr ? json_object_array_length(arr) : 0;
 	for (size_t i = 0; i < n; i++) {
 		pid_t pid;
 		unsigned long long start;
-		if (proc_entry(json_object_array_get_idx(arr, i), &pid, &start) && proc_is(pid, start))
-			kill(pid, SIGKILL);
+		if (!proc_entry(json_object_array_get_idx(arr, i), &pid, &start))
+			continue;
+		int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pfd < 0)
+			continue; /* gone */
+		if (proc_is(pid, start))
+			syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+		close(pfd);
 	}
 	for (int round = 0; round < 200; round++) {
 		bool left = false;
@@ -279,10 +291,11 @@ static void kill_processes(struct json_object *arr)
 			left |= proc_is(pid, start);
 		}
 		if (!left)
-			return;
+			return true;
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
+	return false;
 }
 
 /* remove name beneath homefd/<a>[/<b>] */
@@ -321,8 +334,12 @@ int run_cleanup(int homefd, const char *id, char *err, size_t errlen)
 		note(&first, r, err, errlen, "run (unreadable record)", id);
 		return first;
 	}
-	if (json_object_object_get_ex(o, list_key[RUN_PROCESSES], &arr))
-		kill_processes(arr);
+	/* nothing is deleted while a process of the run lives: it could be
+	 * changing what would be removed */
+	if (json_object_object_get_ex(o, list_key[RUN_PROCESSES], &arr) && !kill_processes(arr)) {
+		snprintf(err, errlen, "a process of run %s survives SIGKILL; removing nothing", id);
+		return -EBUSY;
+	}
 	if (json_object_object_get_ex(o, list_key[RUN_JAILS], &arr) && json_object_array_length(arr)) {
 		char home[PATH_MAX], fdp[64], base[PATH_MAX + 8], why[1024] = "";
 		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", homefd);
@@ -341,21 +358,20 @@ int run_cleanup(int homefd, const char *id, char *err, size_t errlen)
 					snprintf(err, errlen, "cannot remove the jail of run %s: %s", id, why);
 				}
 			}
-		} else if (jfd < 0 && errno != ENOENT)
-			note(&first, -errno, err, errlen, "jail", id);
+		} else if (jfd >= 0 || errno != ENOENT)
+			note(&first, n <= 0 ? -EIO : -errno, err, errlen, "jail", id);
 	}
 	static const struct {
 		enum run_list list;
 		const char *root;
-	} vols[] = { { RUN_STAGING, VOL_ROOT_STAGING }, { RUN_ANONYMOUS, VOL_ROOT_ANONYMOUS } };
+	} vols[] = { { RUN_ANONYMOUS, VOL_ROOT_ANONYMOUS } };
 	for (size_t k = 0; k < ARRAY_SIZE(vols); k++) {
 		if (!json_object_object_get_ex(o, list_key[vols[k].list], &arr))
 			continue;
 		for (size_t i = 0; i < json_object_array_length(arr); i++) {
 			const char *name = json_object_get_string(json_object_array_get_idx(arr, i));
 			r = rm_beneath(homefd, VOL_STORE_DIR, vols[k].root, name);
-			note(&first, r, err, errlen, vols[k].list == RUN_STAGING ? "staging directory" : "anonymous volume",
-			     name ? name : "?");
+			note(&first, r, err, errlen, "anonymous volume", name ? name : "?");
 		}
 	}
 	if (first == 0) {

@@ -10,7 +10,6 @@
  *    "owners":[{"pid","start"}],          processes that own the run (box, vm-launch)
  *    "processes":[{"what","pid","start"}], what the run started (QEMU, virtiofsd)
  *    "jails":["<vmm name>"],              <home>/jail/<vmm name>/<id>
- *    "staging":["<name>"],                <home>/volumes/staging/<name>
  *    "anonymous":["<ULID>"],              <home>/volumes/anonymous/<ULID>
  *    "sockets":["<name>"]}                in the jail's /run (gone with it)
  *
@@ -29,7 +28,7 @@
 #define RUN_ID_LEN 26
 #define JAIL_ROOT "jail"
 
-enum run_list { RUN_OWNERS, RUN_PROCESSES, RUN_JAILS, RUN_STAGING, RUN_ANONYMOUS, RUN_SOCKETS };
+enum run_list { RUN_OWNERS, RUN_PROCESSES, RUN_JAILS, RUN_ANONYMOUS, RUN_SOCKETS };
 
 /* a new id: a lower-case ULID (26 characters, time-ordered) */
 int run_id_new(char out[RUN_ID_LEN + 1]);
@@ -41,7 +40,7 @@ bool run_name_valid(const char *name);
 /* Create <home>/run/<id> (0700) with its record naming owner. The directory
  * appears complete or not at all. 0 or -errno. */
 int run_create(int homefd, const char *id, pid_t owner);
-/* Add value to a list (RUN_JAILS, RUN_STAGING, RUN_ANONYMOUS, RUN_SOCKETS),
+/* Add value to a list (RUN_JAILS, RUN_ANONYMOUS, RUN_SOCKETS),
  * under a lock, atomically. 0, -EINVAL for a bad value, -ENOENT for no such
  * run, or -errno. */
 int run_add(int homefd, const char *id, enum run_list list, const char *value);
@@ -51,8 +50,7 @@ int run_add_process(int homefd, const char *id, enum run_list list, const char *
 bool run_owned(int homefd, const char *id);
 
 /* Remove everything the record lists, then the run directory: kill the
- * processes (checked by start time), remove the jails, staging directories
- * and anonymous volumes beneath their roots by descriptor. Carries on past
+ * processes (checked by start time), remove the jails and anonymous volumes beneath their roots by descriptor. Carries on past
  * failures; 0, or the first -errno with what failed in err. */
 int run_cleanup(int homefd, const char *id, char *err, size_t errlen);
 /* run_cleanup for every run no owner holds any more. Returns how many were

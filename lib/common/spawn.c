@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -11,7 +12,6 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <linux/close_range.h>
 
 /* In the child: report "what: why" through the error pipe and leave. */
 static void child_fail(int errfd, int err, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
@@ -35,11 +35,23 @@ static void child_fail(int errfd, int err, const char *fmt, ...)
 	_exit(127);
 }
 
-static void child(const struct spawn *s, int errfd)
+static void child(const struct spawn *s, int errfd, int gofd)
 {
 	char msg[900] = "";
 	sigset_t none;
 	int r;
+
+	/* wait until the parent has recorded us; EOF means it died first */
+	if (gofd >= 0) {
+		char c;
+		ssize_t n;
+		do
+			n = read(gofd, &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
+			_exit(127);
+		close(gofd);
+	}
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -101,13 +113,19 @@ static void child(const struct spawn *s, int errfd)
 
 int spawn_run(const struct spawn *s, pid_t *pid_out, char *err, size_t errlen)
 {
-	int p[2];
+	int p[2], go[2] = { -1, -1 };
 	pid_t pid;
 
 	if (err && errlen)
 		err[0] = 0;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
+	if (s->forked && pipe2(go, O_CLOEXEC) < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return -e;
+	}
 	if (s->ns_flags)
 		pid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD | s->ns_flags, NULL, NULL, NULL, NULL);
 	else
@@ -116,15 +134,37 @@ int spawn_run(const struct spawn *s, pid_t *pid_out, char *err, size_t errlen)
 		int e = errno;
 		close(p[0]);
 		close(p[1]);
+		if (go[0] >= 0) {
+			close(go[0]);
+			close(go[1]);
+		}
 		snprintf(err, errlen, "%s: %s", s->ns_flags ? "clone" : "fork", strerror(e));
 		return -e;
 	}
 	if (pid == 0) {
 		close(p[0]);
-		child(s, p[1]);
+		if (go[1] >= 0)
+			close(go[1]);
+		child(s, p[1], go[0]);
 		_exit(127);
 	}
 	close(p[1]);
+	if (go[0] >= 0) {
+		close(go[0]);
+		int fr = s->forked(s->ctx, pid);
+		if (fr < 0) {
+			close(go[1]);
+			close(p[0]);
+			kill(pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+			}
+			snprintf(err, errlen, "cannot record the new process: %s", strerror(-fr));
+			return fr;
+		}
+		if (write(go[1], "g", 1) != 1) {
+		}
+		close(go[1]);
+	}
 	char msg[1024];
 	ssize_t n;
 	do

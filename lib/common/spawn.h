@@ -20,7 +20,7 @@ struct spawn {
 	const char *path; /* execve(path) ... */
 	int exec_fd;	  /* ... or, when >= 0, fexecve(exec_fd) (set -1 otherwise) */
 	char *const *argv;
-	char *const *envp;	  /* explicit; NULL means an empty environment */
+	char *const *envp;	    /* explicit; NULL means an empty environment */
 	const struct spawn_fd *fds; /* must map 0, 1 and 2; every other descriptor is closed */
 	size_t nfds;
 	unsigned long ns_flags; /* CLONE_NEW* for the child (0: a plain fork) */
@@ -31,6 +31,11 @@ struct spawn {
 	int (*setup)(void *ctx, char *err, size_t errlen);
 	/* In the child, last, after the descriptor map: seccomp. */
 	int (*final)(void *ctx, char *err, size_t errlen);
+	/* In the parent, right after the fork and before the child does
+	 * anything: record the pid (the child waits for this to return; if the
+	 * caller dies first, the child exits). 0 or -errno (the child is
+	 * killed). */
+	int (*forked)(void *ctx, pid_t pid);
 	void *ctx;
 };
 

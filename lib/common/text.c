@@ -35,7 +35,8 @@ bool utf8_valid(const char *s, size_t n)
 				return false;
 			cp = cp << 6 | (p[i] & 0x3f);
 		}
-		if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
 			return false;
 		p += len;
 	}

@@ -168,7 +168,8 @@ int vol_read(FILE *in, struct vol_entry **out, size_t *n, char *err, size_t errl
 		json_tokener_free(tok);
 		if (!o || jerr != json_tokener_success || used != l || !json_object_is_type(o, json_type_object))
 			return refuse(err, errlen, "line %d: not one JSON object: %s", lineno,
-				      jerr != json_tokener_success ? json_tokener_error_desc(jerr) : "trailing data or not an object");
+				      jerr != json_tokener_success ? json_tokener_error_desc(jerr)
+								   : "trailing data or not an object");
 		struct vol_entry *nv = realloc(v, (count + 1) * sizeof(*v));
 		if (!nv)
 			return -ENOMEM;
@@ -177,7 +178,8 @@ int vol_read(FILE *in, struct vol_entry **out, size_t *n, char *err, size_t errl
 			return refuse(err, errlen, "line %d: %s", lineno, why);
 		for (size_t j = 0; j < count; j++)
 			if (!strcmp(v[j].target, v[count].target) || !strcmp(v[j].tag, v[count].tag))
-				return refuse(err, errlen, "entries %zu and %zu share a target or a tag", j + 1, count + 1);
+				return refuse(err, errlen, "entries %zu and %zu share a target or a tag", j + 1,
+					      count + 1);
 		count++;
 	}
 	*out = steal_ptr(v);
@@ -203,26 +205,30 @@ int vol_open_root(int volfd, enum vol_kind kind, const char *name)
 	int fd = openat(rootfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		int e = S_ISLNK(st.st_mode) ? ELOOP : ENOTDIR;
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
 		close(fd);
 		return -e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		close(fd);
+		return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR;
 	}
 	return fd;
 }
 
-bool vol_sized(int volfd, const struct vol_entry *e)
+bool vol_sized(int homefd, const struct vol_entry *e)
 {
 	char img[VOLNAME_MAX + 16];
 	struct stat st;
 	if (e->kind != VOL_NAMED)
 		return false;
 	snprintf(img, sizeof(img), "%s.img", e->name);
-	cleanup_close int imgs = openat(volfd, VOL_ROOT_IMAGES, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	cleanup_close int imgs = openat(homefd, VOL_IMAGES_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	return imgs >= 0 && fstatat(imgs, img, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
-int vol_gate(const char *home, int volfd, struct vol_entry *e, int *pinned, char *err, size_t errlen)
+int vol_gate(const char *home, int homefd, int volfd, struct vol_entry *e, int *pinned, char *err, size_t errlen)
 {
 	char want[PATH_MAX];
 	cleanup_close int fd = -1;
@@ -233,14 +239,16 @@ int vol_gate(const char *home, int volfd, struct vol_entry *e, int *pinned, char
 	if (e->source[0] && strcmp(e->source, want))
 		return refuse(err, errlen,
 			      "volume source '%s' is not the managed %s volume '%s'%s%s (that is '%s'); managed roots: "
-			      "'%s/" VOL_STORE_DIR "/" VOL_ROOT_ANONYMOUS "' and '%s/" VOL_STORE_DIR "/" VOL_ROOT_NAMED "'",
+			      "'%s/" VOL_STORE_DIR "/" VOL_ROOT_ANONYMOUS "' and '%s/" VOL_STORE_DIR "/" VOL_ROOT_NAMED
+			      "'",
 			      e->source, e->kind == VOL_NAMED ? "named" : "anonymous", e->name,
 			      e->subpath[0] ? " subpath " : "", e->subpath, want, home, home);
 	cleanup_close int volroot = vol_open_root(volfd, e->kind, e->name);
 	if (volroot < 0)
 		fd = volroot;
-	else if (vol_sized(volfd, e) && !fd_is_mount_root(volroot))
-		return refuse(err, errlen, "volume '%s' has a size limit but its filesystem is not mounted; run 'box setup'",
+	else if (vol_sized(homefd, e) && !fd_is_mount_root(volroot))
+		return refuse(err, errlen,
+			      "volume '%s' has a size limit but its filesystem is not mounted; run 'box setup'",
 			      e->name);
 	else if (e->subpath[0])
 		fd = open_beneath_noxdev(volroot, e->subpath, O_PATH | O_NOFOLLOW, 0);
@@ -249,9 +257,10 @@ int vol_gate(const char *home, int volfd, struct vol_entry *e, int *pinned, char
 	if (fd == -ENOENT || fd == -ENOTDIR)
 		return refuse(err, errlen, "volume source '%s' does not exist", want);
 	if (fd == -ELOOP || fd == -EXDEV)
-		return refuse(err, errlen,
-			      "volume source '%s' goes through a symlink or a mount; it could resolve outside the volume",
-			      want);
+		return refuse(
+			err, errlen,
+			"volume source '%s' goes through a symlink or a mount; it could resolve outside the volume",
+			want);
 	if (fd < 0)
 		return fd;
 	if (fstat(fd, &st) < 0)

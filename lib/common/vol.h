@@ -10,8 +10,7 @@
  *   <home>/volumes/                 the volume store (a filesystem of its own when root)
  *   <home>/volumes/named/<name>     a named volume
  *   <home>/volumes/anonymous/<ULID> an anonymous volume (lives as long as its run)
- *   <home>/volumes/staging/<run>-<tag>  a file mount's staging directory
- *   <home>/volumes/images/<name>.img  a named volume with a size limit: a
+ *   <home>/volume-images/<name>.img  a named volume with a size limit: a
  *                                   filesystem image of its own, mounted at
  *                                   named/<name> */
 #ifndef BOXKIT_VOL_H
@@ -29,8 +28,11 @@
 #define VOL_STORE_DIR "volumes"
 #define VOL_ROOT_NAMED "named"
 #define VOL_ROOT_ANONYMOUS "anonymous"
-#define VOL_ROOT_STAGING "staging"
-#define VOL_ROOT_IMAGES "images" /* <name>.img: a named volume with a size limit, mounted at named/<name> */
+/* <home>/volume-images/<name>.img: a named volume with a size limit, a
+ * filesystem of its own mounted at named/<name>. Off the store, so that no
+ * virtiofsd (whose file handles reach the store's filesystem) can reach an
+ * image's raw bytes. */
+#define VOL_IMAGES_DIR "volume-images"
 
 struct json_object;
 
@@ -82,7 +84,7 @@ int vol_source_path(const char *home, const struct vol_entry *e, char *out, size
  * without following a symlink; that last component may be a mount (a volume
  * with a size limit). -ELOOP for a symlink, -ENOTDIR, -ENOENT, or -errno. */
 int vol_open_root(int volfd, enum vol_kind kind, const char *name);
-/* true when the named volume has a size limit (an image in images/) */
-bool vol_sized(int volfd, const struct vol_entry *e);
-int vol_gate(const char *home, int volfd, struct vol_entry *e, int *pinned, char *err, size_t errlen);
+/* true when the named volume has a size limit (an image in volume-images/) */
+bool vol_sized(int homefd, const struct vol_entry *e);
+int vol_gate(const char *home, int homefd, int volfd, struct vol_entry *e, int *pinned, char *err, size_t errlen);
 #endif

@@ -78,10 +78,12 @@ int volspec_guest_path(const char *g, char *out, size_t outlen, char *err, size_
 static int set_name(const char *n, struct volspec *v, char *err, size_t errlen)
 {
 	if (looks_like_host_path(n))
-		return fail(err, errlen, "host path '%s' cannot be mounted: host bind mounts are not supported; " MANAGED_FORMS, n);
+		return fail(err, errlen,
+			    "host path '%s' cannot be mounted: host bind mounts are not supported; " MANAGED_FORMS, n);
 	if (!volume_name_valid(n))
 		return fail(err, errlen,
-			    "invalid volume name '%s': names are 2 to %d characters of [a-zA-Z0-9][a-zA-Z0-9_.-]+ without '..'",
+			    "invalid volume name '%s': names are 2 to %d characters of [a-zA-Z0-9][a-zA-Z0-9_.-]+ "
+			    "without '..'",
 			    n, VOLNAME_MAX);
 	v->kind = VOL_NAMED;
 	snprintf(v->name, sizeof(v->name), "%s", n);
@@ -136,7 +138,7 @@ static int parse_short(const char *spec, struct volspec *v, char *err, size_t er
 	if (n == 1) {
 		guest = f[0];
 	} else if (n == 2 && (strcmp(f[1], "ro") == 0 || strcmp(f[1], "rw") == 0 || strchr(f[1], ',') ||
-				(f[0][0] == '/' && f[1][0] != '/'))) {
+			      (f[0][0] == '/' && f[1][0] != '/'))) {
 		/* /guest:ro — but a host path before it is still a bind mount */
 		if (f[0][0] != '/')
 			return fail(err, errlen, "guest path '%s' must be absolute", f[0]);
@@ -171,9 +173,9 @@ static int parse_long(const char *spec, struct volspec *v, char *err, size_t err
 		const char *key;
 		int id;
 	} keys[] = {
-		{ "type", K_TYPE },	      { "src", K_SRC },		 { "source", K_SRC },
-		{ "dst", K_DST },	      { "target", K_DST },	 { "destination", K_DST },
-		{ "readonly", K_RO },	      { "ro", K_RO },		 { "volume-subpath", K_SUB },
+		{ "type", K_TYPE },   { "src", K_SRC },	   { "source", K_SRC },
+		{ "dst", K_DST },     { "target", K_DST }, { "destination", K_DST },
+		{ "readonly", K_RO }, { "ro", K_RO },	   { "volume-subpath", K_SUB },
 	};
 	const char *val[K_N] = { 0 };
 	char buf[VOLSPEC_MAX_LEN];
@@ -205,7 +207,8 @@ static int parse_long(const char *spec, struct volspec *v, char *err, size_t err
 		p = comma ? comma + 1 : NULL;
 	}
 	if (val[K_TYPE] && !strcmp(val[K_TYPE], "bind"))
-		return fail(err, errlen, "type=bind mounts a host path: host bind mounts are not supported; " MANAGED_FORMS);
+		return fail(err, errlen,
+			    "type=bind mounts a host path: host bind mounts are not supported; " MANAGED_FORMS);
 	if (val[K_TYPE] && strcmp(val[K_TYPE], "volume") != 0)
 		return fail(err, errlen, "unsupported mount type '%s' (only type=volume)", val[K_TYPE]);
 	if (!val[K_DST])

@@ -67,7 +67,7 @@ make_victim() {
 	! grep -q host-secret <<<"$out"
 }
 
-@test "race, staging link: the file's directory is swapped for a symlink into another volume after the gate; that volume's file is never linked or served" {
+@test "race, file mount: the file's directory is swapped for a symlink into another volume after the gate; that volume's file is never linked or served" {
 	mkdir -p "$N/shared/conf" "$N/other"
 	echo original >"$N/shared/conf/app.conf"
 	echo other-volume-secret >"$N/other/app.conf"
@@ -75,12 +75,10 @@ make_victim() {
 	paused_run -v 'src=shared,dst=/etc/app.conf,volume-subpath=conf/app.conf,readonly' -- cat /etc/app.conf
 	mv "$N/shared/conf" "$N/shared/conf.orig"
 	ln -s ../other "$N/shared/conf"
-	# the staging directory is made after the pause: watch it while the VM runs
 	resume
 	assert_eq "$rc" 0 "exit status"
 	assert_eq "$out" original
 	assert_eq "$(stat -c '%h %u %a' "$N/other/app.conf")" "1 0 600" "the other volume's file: links, owner, mode"
-	assert_eq "$(ls -A "$BOXKIT_HOME/volumes/staging")" "" "staging root after the run"
 }
 
 @test "race, virtiofsd's shared directory: the subpath is swapped for a symlink to a host directory after the gate; virtiofsd serves the pinned directory, never the host one" {
@@ -188,8 +186,9 @@ make_victim() {
 	! grep -q " $BATS_TEST_TMPDIR/link" /proc/self/mountinfo
 }
 
-@test "file handles: a process with virtiofsd's sandbox, uid and capability opens a handle inside the volume, and no handle of a host file" {
-	mkdir -p "$N/probe"
+@test "file handles: a process with virtiofsd's sandbox, uid and capability opens a handle inside the volume and none of a host file; a volume with a size limit reaches no other volume" {
+	mkdir -p "$N/probe" "$N/other"
+	echo other-volume >"$N/other/secret"
 	echo inside-data >"$N/probe/inside"
 	echo host-secret >"$BATS_TEST_TMPDIR/outside"
 	chmod 0600 "$BATS_TEST_TMPDIR/outside"
@@ -208,4 +207,51 @@ make_victim() {
 	! grep -q '^outside .* ok' "$r"
 	! grep -q '^hostroot .* ok' "$r"
 	assert_eq "$(grep '^outside ' "$r" | grep -vc ' ESTALE$')" 0 "outside: every attempt ESTALE"
+	# volumes on the shared store share its filesystem (documented); a
+	# volume with a size limit is a filesystem of its own: its daemon
+	# reaches no other volume, and no other daemon reaches it
+	box volume create --size 8M iso
+	echo iso-data >"$N/iso/inside"
+	{
+		echo "inside $("$TEST_HELPERS/fhandle" "$N/iso/inside")"
+		echo "othervol $("$TEST_HELPERS/fhandle" "$N/other/secret")"
+		echo "outside $("$TEST_HELPERS/fhandle" "$BATS_TEST_TMPDIR/outside")"
+	} >"$N/iso/handles"
+	chown "$U" "$N/iso"
+	BOXKIT_VIRTIOFSD=$TEST_HELPERS/vfsd-probe run -125 --separate-stderr timeout 300 box run -v iso:/p -- true
+	r=$N/iso/result
+	cat "$r" >&3
+	grep -q "^inside shared ok iso-data$" "$r"
+	! grep -q '^othervol .* ok' "$r"
+	! grep -q '^outside .* ok' "$r"
+}
+
+@test "a compromised QEMU sends virtiofsd descriptors on the host's filesystem over the vhost-user socket: no host file opens by handle through them" {
+	mkdir -p "$N/probe" "$BATS_TEST_TMPDIR/vmm"
+	echo inside-data >"$N/probe/inside"
+	echo host-secret >"$BATS_TEST_TMPDIR/outside"
+	chmod 0600 "$BATS_TEST_TMPDIR/outside"
+	{
+		echo "inside $("$TEST_HELPERS/fhandle" "$N/probe/inside")"
+		echo "outside $("$TEST_HELPERS/fhandle" "$BATS_TEST_TMPDIR/outside")"
+		echo "hostroot $("$TEST_HELPERS/fhandle" /etc/passwd)"
+	} >"$N/probe/handles"
+	# the VMM in the jail is a stand-in that plays a compromised QEMU
+	cp "$TEST_HELPERS/fakevmm" "$BATS_TEST_TMPDIR/vmm/fakevmm-sendfd"
+	volspec-parse --home "$BOXKIT_HOME" probe:/p >"$BATS_TEST_TMPDIR/v.jsonl"
+	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
+	chroot-stage create --home "$BOXKIT_HOME" --id sendfd --vmm "$BATS_TEST_TMPDIR/vmm/fakevmm-sendfd" --uid "$U" --gid "$(id -g boxkit-vm)" \
+		--kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" \
+		--drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
+	BOXKIT_VIRTIOFSD=$TEST_HELPERS/vfsd-probe run -125 --separate-stderr timeout 120 vm-launch --home "$BOXKIT_HOME" \
+		--accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
+	chroot-stage destroy --home "$BOXKIT_HOME" --id sendfd
+	r=$N/probe/result
+	cat "$r" >&3
+	# the descriptors did arrive, and the capability is real
+	grep -q "^outside received0 " "$r"
+	grep -q "^outside received1 " "$r"
+	grep -q "^inside shared ok inside-data$" "$r"
+	! grep -q '^outside .* ok' "$r"
+	! grep -q '^hostroot .* ok' "$r"
 }

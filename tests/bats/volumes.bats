@@ -26,7 +26,6 @@ assert_clean() {
 	assert_eq "$(grep -c " $BOXKIT_HOME" /proc/self/mountinfo)" 1 "mounts under the home"
 	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs"
 	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
-	assert_eq "$(ls -A "$BOXKIT_HOME/volumes/staging" 2>/dev/null)" "" "staging dirs"
 	assert_eq "$(ls -A "$BOXKIT_HOME/volumes/anonymous" 2>/dev/null)" "" "anonymous volumes"
 }
 
@@ -125,17 +124,20 @@ file_vol() { # NAME FILE CONTENT MODE
 	assert_clean
 }
 
-@test "file mount: the staging share holds only the mounted file, and is gone after the run" {
+@test "file mount: virtiofsd's share holds only the file, bound there (no link, no copy), and is gone after the run" {
 	file_vol fs app.conf data 0644
 	echo beside >"$N/fs/beside-marker"
 	timeout 300 box run -v 'type=volume,src=fs,dst=/app.conf,volume-subpath=app.conf' -- sleep 6 &
 	bp=$!
 	run_pid qemu >/dev/null
-	stage=$(ls -d "$BOXKIT_HOME"/volumes/staging/*-fm_*)
-	assert_eq "$(ls -A "$stage")" app.conf "staging dir content"
-	assert_eq "$(stat -c %i "$stage/app.conf")" "$(stat -c %i "$N/fs/app.conf")" "hard link"
-	# root's and not writable by the VM's uid: the guest cannot add or remove names
-	assert_eq "$(stat -c '%a %u' "$stage")" "700 0"
+	v=$(run_pid virtiofsd)
+	# what the daemon sees: /shared in its own namespace, one name
+	assert_eq "$(ls -A "/proc/$v/root/shared")" app.conf "the share's content"
+	assert_eq "$(stat -c %i "/proc/$v/root/shared/app.conf")" "$(stat -c %i "$N/fs/app.conf")" "the file itself"
+	assert_eq "$(stat -c %h "$N/fs/app.conf")" 1 "no other name made for it"
+	# the daemon's root: a tmpfs of its own, read-only, holding the daemon and its libraries
+	grep -q " / ro,nosuid,nodev" "/proc/$v/mountinfo"
+	[ -x "/proc/$v/root/virtiofsd" ]
 	wait "$bp"
 	[ ! -e "$stage" ]
 	assert_clean
@@ -199,7 +201,7 @@ fd_peak_during() {
 @test "a volume with a size limit: a write past it fails with ENOSPC in the guest, other volumes are unaffected" {
 	run -0 --separate-stderr box volume create --size 8M small
 	mountpoint -q "$N/small"
-	[ -f "$BOXKIT_HOME/volumes/images/small.img" ]
+	[ -f "$BOXKIT_HOME/volume-images/small.img" ]
 	run -1 --separate-stderr box volume create --size 8M small
 	assert_contains "$stderr" "volume 'small' exists"
 	run -1 --separate-stderr box volume create --size lots other
@@ -224,6 +226,6 @@ fd_peak_during() {
 	box setup
 	run -0 box volume rm small
 	! mountpoint -q "$N/small" 2>/dev/null
-	[ ! -e "$N/small" ] && [ ! -e "$BOXKIT_HOME/volumes/images/small.img" ]
+	[ ! -e "$N/small" ] && [ ! -e "$BOXKIT_HOME/volume-images/small.img" ]
 	assert_clean
 }

@@ -6,13 +6,18 @@
  *   stopread  says hello, then never reads the channel again
  *   flood     says hello, then sends stdout frames as fast as it can
  *   console   says hello, then writes its console (stdout) as fast as it can
- *   echo      a well-behaved guest: echoes stdin to stdout, exits 0 at EOF */
+ *   echo      a well-behaved guest: echoes stdin to stdout, exits 0 at EOF
+ *   sendfd    a compromised QEMU: connects to each vhost-user socket named
+ *             on its command line (path=...) and sends descriptors of its
+ *             own root and kernel (both on the host's filesystem) over it */
 #include "guest-abi.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static void put(int fd, char type, const void *p, uint32_t n)
@@ -44,10 +49,37 @@ int main(int argc, char **argv)
 	const char *mode = strrchr(argv[0], '-');
 	static char big[FRAME_DATA_MAX];
 	mode = mode ? mode + 1 : "echo";
-	(void)argc;
 	if (!strcmp(mode, "nohello"))
 		for (;;)
 			pause();
+	if (!strcmp(mode, "sendfd")) {
+		for (int i = 1; i < argc; i++) {
+			const char *p = strstr(argv[i], "path=");
+			if (!p)
+				continue;
+			struct sockaddr_un sa = { .sun_family = AF_UNIX };
+			snprintf(sa.sun_path, sizeof(sa.sun_path), "%.*s", (int)strcspn(p + 5, ","), p + 5);
+			int s = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+				continue;
+			int fds[2] = { open("/", O_RDONLY | O_DIRECTORY), open("/kernel", O_RDONLY) };
+			char cbuf[CMSG_SPACE(sizeof(fds))], one = 'x';
+			struct iovec iov = { &one, 1 };
+			struct msghdr mh = {
+				.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)
+			};
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(fds));
+			memcpy(CMSG_DATA(c), fds, sizeof(fds));
+			if (sendmsg(s, &mh, 0) < 0) {
+			}
+		}
+		hello(3);
+		for (;;)
+			pause();
+	}
 	hello(3);
 	if (!strcmp(mode, "stopread"))
 		for (;;)

@@ -7,6 +7,10 @@ measured in the same run.
   bench.py run      cold `box run -- true` (10 runs) against the floor: bare QEMU,
                     same kernel, a one-line init that powers off; where the time
                     goes; QEMU's and boxkit's memory
+  bench.py compare TOP
+                    cold `box run -- true` of this tree against another built
+                    tree (another commit: `git worktree add`, make, make image),
+                    runs interleaved (10 each), medians and their ratio
 """
 import json, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -241,6 +245,31 @@ def bench_volumes(n=5):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_compare(other, n=10):
+    work = tempfile.mkdtemp()
+    trees = {"this": TOP, "other": os.path.abspath(other)}
+    times = {k: [] for k in trees}
+    for i in range(n):
+        for k, top in trees.items():
+            env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home-" + k), BOXKIT_BIN=os.path.join(top, "bin"))
+            t0 = time.monotonic()
+            p = subprocess.run([os.path.join(top, "bin", "box"), "run", "--", "true"], env=env, capture_output=True,
+                               text=True)
+            times[k].append(time.monotonic() - t0)
+            if p.returncode != 0:
+                print(k, p.stderr, file=sys.stderr)
+                sys.exit(1)
+    res = {k: round(med(v), 3) for k, v in times.items()}
+    res["ratio_this_over_other"] = round(res["this"] / res["other"], 3)
+    print(f"box run -- true, median of {n}: this tree {res['this']:.3f} s, {trees['other']} {res['other']:.3f} s, "
+          f"ratio x{res['ratio_this_over_other']}")
+    print(json.dumps({"bench": "compare", "other": trees["other"], "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "run"
-    {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes}[what]()
+    if what == "compare":
+        bench_compare(sys.argv[2])
+    else:
+        {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes}[what]()

@@ -36,8 +36,8 @@ static const struct {
 	const char *name;
 	unsigned major, minor;
 } known_devices[] = {
-	{ "kvm", 10, 232 }, { "net/tun", 10, 200 }, { "vhost-vsock", 10, 241 },
-	{ "urandom", 1, 9 }, { "null", 1, 3 },	    { "zero", 1, 5 },
+	{ "kvm", 10, 232 },  { "net/tun", 10, 200 }, { "vhost-vsock", 10, 241 },
+	{ "urandom", 1, 9 }, { "null", 1, 3 },	     { "zero", 1, 5 },
 };
 
 static void usage(FILE *f)
@@ -74,13 +74,20 @@ static int parse_argv(int argc, char **argv)
 {
 	enum { O_ID = 256, O_VMM, O_UID, O_GID, O_BASE, O_KERNEL, O_INITRD, O_DRIVE, O_DEVICE, O_ROBIND, O_HOME };
 	static const struct option opts[] = {
-		{ "id", required_argument, NULL, O_ID },	   { "vmm", required_argument, NULL, O_VMM },
-		{ "uid", required_argument, NULL, O_UID },	   { "gid", required_argument, NULL, O_GID },
-		{ "base", required_argument, NULL, O_BASE },	   { "kernel", required_argument, NULL, O_KERNEL },
-		{ "initrd", required_argument, NULL, O_INITRD },   { "drive", required_argument, NULL, O_DRIVE },
-		{ "device", required_argument, NULL, O_DEVICE },   { "ro-bind", required_argument, NULL, O_ROBIND },
-		{ "home", required_argument, NULL, O_HOME },	   { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },		   { 0 },
+		{ "id", required_argument, NULL, O_ID },
+		{ "vmm", required_argument, NULL, O_VMM },
+		{ "uid", required_argument, NULL, O_UID },
+		{ "gid", required_argument, NULL, O_GID },
+		{ "base", required_argument, NULL, O_BASE },
+		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "initrd", required_argument, NULL, O_INITRD },
+		{ "drive", required_argument, NULL, O_DRIVE },
+		{ "device", required_argument, NULL, O_DEVICE },
+		{ "ro-bind", required_argument, NULL, O_ROBIND },
+		{ "home", required_argument, NULL, O_HOME },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	int c;
 	char *end;
@@ -124,7 +131,9 @@ static int parse_argv(int argc, char **argv)
 			const char **list = c == O_DRIVE ? arg.drives : c == O_DEVICE ? arg.devices : arg.ro_binds;
 			int *n = c == O_DRIVE ? &arg.ndrives : c == O_DEVICE ? &arg.ndevices : &arg.nbinds;
 			if (*n == MAX_ITEMS) {
-				log_error("too many --%s options", c == O_DRIVE ? "drive" : c == O_DEVICE ? "device" : "ro-bind");
+				log_error("too many --%s options", c == O_DRIVE	   ? "drive"
+								   : c == O_DEVICE ? "device"
+										   : "ro-bind");
 				return -1;
 			}
 			list[(*n)++] = optarg;
@@ -159,8 +168,8 @@ static int parse_argv(int argc, char **argv)
 /* Keep only what staging and cleanup need in the bounding set. */
 static int drop_bounding(void)
 {
-	static const int keep[] = { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_KILL, CAP_MKNOD,
-				    CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN, CAP_SYS_CHROOT };
+	static const int keep[] = { CAP_CHOWN,	CAP_DAC_OVERRIDE, CAP_FOWNER,	 CAP_KILL,	CAP_MKNOD,
+				    CAP_SETGID, CAP_SETUID,	  CAP_SYS_ADMIN, CAP_SYS_CHROOT };
 	if (geteuid() != 0)
 		return 0;
 	for (int c = 0; c <= CAP_LAST_CAP; c++) {
@@ -389,7 +398,8 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 			snprintf(rel, sizeof(rel), "dev/%s", known_devices[k].name);
 			if (strchr(known_devices[k].name, '/') && (r = mkdir_in(rootfd, "dev/net", 0755)) < 0)
 				return log_sys(r, "cannot create dev/net");
-			if (mknodat(rootfd, rel, S_IFCHR | 0600, makedev(known_devices[k].major, known_devices[k].minor)) < 0 ||
+			if (mknodat(rootfd, rel, S_IFCHR | 0600,
+				    makedev(known_devices[k].major, known_devices[k].minor)) < 0 ||
 			    fchownat(rootfd, rel, (uid_t)arg.uid, (gid_t)arg.gid, AT_SYMLINK_NOFOLLOW) < 0)
 				return log_sys(errno, "cannot make device '/%s'", rel);
 			char p[70];
@@ -436,8 +446,8 @@ static int do_create(struct stage *s, const char *base, struct json_object *out)
 	for (int i = 0; i < arg.nbinds; i++) {
 		char src[PATH_MAX], dst[PATH_MAX], full[PATH_MAX * 2 + 16];
 		const char *colon = strchr(arg.ro_binds[i], ':');
-		snprintf(src, sizeof(src), "%.*s", colon ? (int)(colon - arg.ro_binds[i]) : (int)strlen(arg.ro_binds[i]),
-			 arg.ro_binds[i]);
+		snprintf(src, sizeof(src), "%.*s",
+			 colon ? (int)(colon - arg.ro_binds[i]) : (int)strlen(arg.ro_binds[i]), arg.ro_binds[i]);
 		snprintf(dst, sizeof(dst), "%s", colon ? colon + 1 : src);
 		snprintf(full, sizeof(full), "%s%s", s->root, dst);
 		if ((r = mkdir_in(rootfd, dst + 1, 0755)) < 0)
@@ -467,7 +477,8 @@ static int cmd_create(const char *base)
 		log_error("refusing uid or gid 0: the VMM must run unprivileged");
 		return EXIT_REFUSED;
 	}
-	if ((r = check_source_file("vmm", arg.vmm, false)) || (arg.kernel && (r = check_source_file("kernel", arg.kernel, false))) ||
+	if ((r = check_source_file("vmm", arg.vmm, false)) ||
+	    (arg.kernel && (r = check_source_file("kernel", arg.kernel, false))) ||
 	    (arg.initrd && (r = check_source_file("initrd", arg.initrd, false))))
 		return r;
 	if (access(arg.vmm, X_OK) < 0) {
@@ -482,7 +493,8 @@ static int cmd_create(const char *base)
 		for (size_t k = 0; k < ARRAY_SIZE(known_devices); k++)
 			ok |= !strcmp(known_devices[k].name, arg.devices[i]);
 		if (!ok) {
-			log_error("unknown device '%s' (kvm, net/tun, vhost-vsock, urandom, null, zero)", arg.devices[i]);
+			log_error("unknown device '%s' (kvm, net/tun, vhost-vsock, urandom, null, zero)",
+				  arg.devices[i]);
 			return EXIT_REFUSED;
 		}
 	}
@@ -579,7 +591,7 @@ static int cmd_list(const char *base)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *base = NULL;
 	int r;
@@ -606,8 +618,10 @@ int main(int argc, char **argv)
 		else {
 			/* not made yet (create makes it after validating): its parent canonical */
 			char *slash = strrchr(b, '/');
-			snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - b) : 1, slash && slash != b ? b : "/");
-			if (slash && realpath(parent, canon) && asprintf(&base, "%s/%s", strcmp(canon, "/") ? canon : "", slash + 1) < 0)
+			snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - b) : 1,
+				 slash && slash != b ? b : "/");
+			if (slash && realpath(parent, canon) &&
+			    asprintf(&base, "%s/%s", strcmp(canon, "/") ? canon : "", slash + 1) < 0)
 				base = NULL;
 			else if (!base)
 				base = strdup(b);
@@ -624,4 +638,9 @@ int main(int argc, char **argv)
 	if (close_stdout() < 0 && r == 0)
 		r = EXIT_SYSTEM;
 	return r;
+}
+
+int main(int argc, char **argv)
+{
+	return tool_exit(tool_main(argc, argv));
 }

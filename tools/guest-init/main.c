@@ -209,7 +209,8 @@ static void mount_volume(struct json_object *v)
 	snprintf(file, sizeof(file), "%s/%s", stage, name);
 	if (mount(file, dst, NULL, MS_BIND, NULL) < 0)
 		die("bind %s: %s", file, strerror(errno));
-	if ((flags & MS_RDONLY) && mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+	if ((flags & MS_RDONLY) &&
+	    mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
 		die("remount %s read-only: %s", dst, strerror(errno));
 	if (umount2(stage, MNT_DETACH) < 0)
 		die("detach %s: %s", stage, strerror(errno));
@@ -227,7 +228,8 @@ static void take_plan(const unsigned char *p, uint32_t len)
 	if (!plan || !json_object_is_type(plan, json_type_object))
 		die("the plan is not a JSON object");
 	if (!json_object_object_get_ex(plan, "version", &v) || json_object_get_int(v) != GUEST_PLAN_VERSION)
-		die("this guest init reads plan version %d; the host sent version %s (rebuild the images with 'make image', "
+		die("this guest init reads plan version %d; the host sent version %s (rebuild the images with 'make "
+		    "image', "
 		    "or use the matching vm-launch)",
 		    GUEST_PLAN_VERSION, v ? json_object_to_json_string(v) : "none");
 	if (!json_object_object_get_ex(plan, "config", &cfg) || !json_object_is_type(cfg, json_type_object))
@@ -339,10 +341,8 @@ static const struct gtransition {
 	void (*act)(struct grelay *);
 	enum gstate to;
 } gtransitions[] = {
-	{ G_RUNNING, GE_CHILD_EXIT, gact_drain, G_DRAINING },
-	{ G_RUNNING, GE_HOST_GONE, gact_kill, G_DONE },
-	{ G_DRAINING, GE_PIPES_EOF, gact_none, G_DONE },
-	{ G_DRAINING, GE_DEADLINE, gact_none, G_DONE },
+	{ G_RUNNING, GE_CHILD_EXIT, gact_drain, G_DRAINING }, { G_RUNNING, GE_HOST_GONE, gact_kill, G_DONE },
+	{ G_DRAINING, GE_PIPES_EOF, gact_none, G_DONE },      { G_DRAINING, GE_DEADLINE, gact_none, G_DONE },
 	{ G_DRAINING, GE_HOST_GONE, gact_none, G_DONE },
 };
 
@@ -373,17 +373,13 @@ static void g_frames(struct grelay *g)
 			} else
 				g->credit += f.len; /* nobody reads it: give the window back */
 			break;
-		case FR_STDIN_EOF:
-			g->in_eof = true;
-			break;
+		case FR_STDIN_EOF: g->in_eof = true; break;
 		case FR_SIGNAL:
 			if (f.len == 4 && g->child > 0 && le32_get(f.payload) > 0 && le32_get(f.payload) < 65)
 				kill(g->child, (int)le32_get(f.payload));
 			break;
-		case FR_WINSIZE:
-			break; /* a terminal comes with exec; nothing to size yet */
-		default:
-			die("unknown frame '%c' from the host", f.type);
+		case FR_WINSIZE: break; /* a terminal comes with exec; nothing to size yet */
+		default: die("unknown frame '%c' from the host", f.type);
 		}
 		fbuf_consume(&g->rx, FRAME_HDR + f.len);
 	}
@@ -417,7 +413,8 @@ static void g_loop(struct grelay *g)
 		if (g->state == G_DRAINING) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			long ms = (g->deadline.tv_sec - now.tv_sec) * 1000 + (g->deadline.tv_nsec - now.tv_nsec) / 1000000;
+			long ms = (g->deadline.tv_sec - now.tv_sec) * 1000 +
+				  (g->deadline.tv_nsec - now.tv_nsec) / 1000000;
 			if (ms <= 0) {
 				gfire(g, GE_DEADLINE);
 				continue;
@@ -586,8 +583,9 @@ int main(int argc, char **argv)
 	close(outp[1]);
 	close(errp[1]);
 
-	struct grelay g = { .state = G_RUNNING, .child = child, .status = -1, .out = { outp[0], errp[0] }, .in = inp[1],
-			    .rx = rx };
+	struct grelay g = {
+		.state = G_RUNNING, .child = child, .status = -1, .out = { outp[0], errp[0] }, .in = inp[1], .rx = rx
+	};
 	g.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (g.sfd < 0 || fbuf_init(&g.tx, OUT_CAP) < 0 || fbuf_init(&g.pend_in, STDIN_WINDOW) < 0)
 		die("cannot set up the relay: %s", strerror(errno));

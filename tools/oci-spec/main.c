@@ -18,10 +18,10 @@
 #define NCAPS 41 /* CAP_CHOWN (0) .. CAP_CHECKPOINT_RESTORE (40) */
 #define MAX_LIST 256
 
-
-static const char *const default_caps[] = { "CHOWN",  "DAC_OVERRIDE", "FSETID",	     "FOWNER",	   "MKNOD",
-					    "NET_RAW", "SETGID",	  "SETUID",	     "SETFCAP",	   "SETPCAP",
-					    "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE" };
+static const char *const default_caps[] = { "CHOWN",   "DAC_OVERRIDE", "FSETID",	   "FOWNER",
+					    "MKNOD",   "NET_RAW",      "SETGID",	   "SETUID",
+					    "SETFCAP", "SETPCAP",      "NET_BIND_SERVICE", "SYS_CHROOT",
+					    "KILL",    "AUDIT_WRITE" };
 
 static struct {
 	const char *caps_add[MAX_LIST];
@@ -111,17 +111,41 @@ static bool hostname_valid(const char *h)
 
 static int parse_argv(int argc, char **argv)
 {
-	enum { O_ADD = 256, O_DROP, O_PRIV, O_ROOTFS, O_RO, O_CWD, O_ENV, O_USER, O_HOST, O_TERM, O_MOUNTS, O_SECCOMP, O_OUT, O_BUNDLE, O_INIT };
+	enum {
+		O_ADD = 256,
+		O_DROP,
+		O_PRIV,
+		O_ROOTFS,
+		O_RO,
+		O_CWD,
+		O_ENV,
+		O_USER,
+		O_HOST,
+		O_TERM,
+		O_MOUNTS,
+		O_SECCOMP,
+		O_OUT,
+		O_BUNDLE,
+		O_INIT
+	};
 	static const struct option opts[] = {
-		{ "cap-add", required_argument, NULL, O_ADD },	   { "cap-drop", required_argument, NULL, O_DROP },
-		{ "privileged", no_argument, NULL, O_PRIV },	   { "rootfs", required_argument, NULL, O_ROOTFS },
-		{ "readonly-rootfs", no_argument, NULL, O_RO },	   { "cwd", required_argument, NULL, O_CWD },
-		{ "env", required_argument, NULL, O_ENV },	   { "user", required_argument, NULL, O_USER },
-		{ "hostname", required_argument, NULL, O_HOST },   { "terminal", no_argument, NULL, O_TERM },
-		{ "mounts-from", required_argument, NULL, O_MOUNTS }, { "seccomp", required_argument, NULL, O_SECCOMP },
-		{ "output", required_argument, NULL, O_OUT },	   { "bundle", required_argument, NULL, O_BUNDLE },
+		{ "cap-add", required_argument, NULL, O_ADD },
+		{ "cap-drop", required_argument, NULL, O_DROP },
+		{ "privileged", no_argument, NULL, O_PRIV },
+		{ "rootfs", required_argument, NULL, O_ROOTFS },
+		{ "readonly-rootfs", no_argument, NULL, O_RO },
+		{ "cwd", required_argument, NULL, O_CWD },
+		{ "env", required_argument, NULL, O_ENV },
+		{ "user", required_argument, NULL, O_USER },
+		{ "hostname", required_argument, NULL, O_HOST },
+		{ "terminal", no_argument, NULL, O_TERM },
+		{ "mounts-from", required_argument, NULL, O_MOUNTS },
+		{ "seccomp", required_argument, NULL, O_SECCOMP },
+		{ "output", required_argument, NULL, O_OUT },
+		{ "bundle", required_argument, NULL, O_BUNDLE },
 		{ "init", no_argument, NULL, O_INIT },
-		{ "help", no_argument, NULL, 'h' },		   { 0 },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -293,8 +317,9 @@ static int final_caps(uint64_t *out)
 		const char **list = pass == 0 ? arg.caps_drop : arg.caps_add;
 		for (int i = 0; i < n; i++) {
 			if (cap_parse(list[i], &m) < 0) {
-				log_error("unknown capability '%s' (examples: SYS_ADMIN, NET_ADMIN, CAP_SYS_PTRACE, ALL)",
-					  list[i]);
+				log_error(
+					"unknown capability '%s' (examples: SYS_ADMIN, NET_ADMIN, CAP_SYS_PTRACE, ALL)",
+					list[i]);
 				return -1;
 			}
 			bool is_all = !strcasecmp(list[i], "ALL");
@@ -347,28 +372,73 @@ struct deny {
 /* What Docker's default profile keeps from a container without extra
  * capabilities, relaxed per capability as Docker relaxes it. */
 static const struct deny deny_list[] = {
-	{ "kexec_load", CAP_SYS_BOOT }, { "kexec_file_load", CAP_SYS_BOOT }, { "reboot", CAP_SYS_BOOT },
-	{ "init_module", CAP_SYS_MODULE }, { "finit_module", CAP_SYS_MODULE }, { "delete_module", CAP_SYS_MODULE },
-	{ "create_module", ALWAYS }, { "get_kernel_syms", ALWAYS }, { "query_module", ALWAYS },
-	{ "swapon", CAP_SYS_ADMIN }, { "swapoff", CAP_SYS_ADMIN }, { "acct", CAP_SYS_PACCT },
-	{ "add_key", ALWAYS }, { "keyctl", ALWAYS }, { "request_key", ALWAYS },
-	{ "bpf", CAP_SYS_ADMIN }, { "perf_event_open", CAP_SYS_ADMIN }, { "lookup_dcookie", CAP_SYS_ADMIN },
-	{ "ptrace", CAP_SYS_PTRACE }, { "process_vm_readv", CAP_SYS_PTRACE }, { "process_vm_writev", CAP_SYS_PTRACE },
-	{ "kcmp", CAP_SYS_PTRACE }, { "mount", CAP_SYS_ADMIN }, { "umount", CAP_SYS_ADMIN },
-	{ "umount2", CAP_SYS_ADMIN }, { "pivot_root", CAP_SYS_ADMIN }, { "unshare", CAP_SYS_ADMIN },
-	{ "setns", CAP_SYS_ADMIN }, { "fsopen", CAP_SYS_ADMIN }, { "fsconfig", CAP_SYS_ADMIN },
-	{ "fsmount", CAP_SYS_ADMIN }, { "fspick", CAP_SYS_ADMIN }, { "move_mount", CAP_SYS_ADMIN },
-	{ "open_tree", CAP_SYS_ADMIN }, { "mount_setattr", CAP_SYS_ADMIN }, { "quotactl", CAP_SYS_ADMIN },
-	{ "quotactl_fd", CAP_SYS_ADMIN }, { "name_to_handle_at", CAP_SYS_ADMIN }, { "sethostname", CAP_SYS_ADMIN },
-	{ "setdomainname", CAP_SYS_ADMIN }, { "open_by_handle_at", CAP_DAC_READ_SEARCH },
-	{ "settimeofday", CAP_SYS_TIME }, { "clock_settime", CAP_SYS_TIME }, { "clock_adjtime", CAP_SYS_TIME },
-	{ "adjtimex", CAP_SYS_TIME }, { "stime", CAP_SYS_TIME }, { "iopl", CAP_SYS_RAWIO }, { "ioperm", CAP_SYS_RAWIO },
-	{ "syslog", CAP_SYSLOG }, { "vhangup", CAP_SYS_TTY_CONFIG }, { "nfsservctl", ALWAYS },
-	{ "get_mempolicy", CAP_SYS_NICE }, { "set_mempolicy", CAP_SYS_NICE }, { "mbind", CAP_SYS_NICE },
-	{ "move_pages", CAP_SYS_NICE }, { "userfaultfd", ALWAYS }, { "uselib", ALWAYS }, { "ustat", ALWAYS },
-	{ "sysfs", ALWAYS }, { "_sysctl", ALWAYS }, { "vm86", ALWAYS }, { "vm86old", ALWAYS },
-	{ "fanotify_init", CAP_SYS_ADMIN }, { "io_pgetevents", ALWAYS }, { "pciconfig_read", CAP_SYS_ADMIN },
-	{ "pciconfig_write", CAP_SYS_ADMIN }, { "pciconfig_iobase", CAP_SYS_ADMIN },
+	{ "kexec_load", CAP_SYS_BOOT },
+	{ "kexec_file_load", CAP_SYS_BOOT },
+	{ "reboot", CAP_SYS_BOOT },
+	{ "init_module", CAP_SYS_MODULE },
+	{ "finit_module", CAP_SYS_MODULE },
+	{ "delete_module", CAP_SYS_MODULE },
+	{ "create_module", ALWAYS },
+	{ "get_kernel_syms", ALWAYS },
+	{ "query_module", ALWAYS },
+	{ "swapon", CAP_SYS_ADMIN },
+	{ "swapoff", CAP_SYS_ADMIN },
+	{ "acct", CAP_SYS_PACCT },
+	{ "add_key", ALWAYS },
+	{ "keyctl", ALWAYS },
+	{ "request_key", ALWAYS },
+	{ "bpf", CAP_SYS_ADMIN },
+	{ "perf_event_open", CAP_SYS_ADMIN },
+	{ "lookup_dcookie", CAP_SYS_ADMIN },
+	{ "ptrace", CAP_SYS_PTRACE },
+	{ "process_vm_readv", CAP_SYS_PTRACE },
+	{ "process_vm_writev", CAP_SYS_PTRACE },
+	{ "kcmp", CAP_SYS_PTRACE },
+	{ "mount", CAP_SYS_ADMIN },
+	{ "umount", CAP_SYS_ADMIN },
+	{ "umount2", CAP_SYS_ADMIN },
+	{ "pivot_root", CAP_SYS_ADMIN },
+	{ "unshare", CAP_SYS_ADMIN },
+	{ "setns", CAP_SYS_ADMIN },
+	{ "fsopen", CAP_SYS_ADMIN },
+	{ "fsconfig", CAP_SYS_ADMIN },
+	{ "fsmount", CAP_SYS_ADMIN },
+	{ "fspick", CAP_SYS_ADMIN },
+	{ "move_mount", CAP_SYS_ADMIN },
+	{ "open_tree", CAP_SYS_ADMIN },
+	{ "mount_setattr", CAP_SYS_ADMIN },
+	{ "quotactl", CAP_SYS_ADMIN },
+	{ "quotactl_fd", CAP_SYS_ADMIN },
+	{ "name_to_handle_at", CAP_SYS_ADMIN },
+	{ "sethostname", CAP_SYS_ADMIN },
+	{ "setdomainname", CAP_SYS_ADMIN },
+	{ "open_by_handle_at", CAP_DAC_READ_SEARCH },
+	{ "settimeofday", CAP_SYS_TIME },
+	{ "clock_settime", CAP_SYS_TIME },
+	{ "clock_adjtime", CAP_SYS_TIME },
+	{ "adjtimex", CAP_SYS_TIME },
+	{ "stime", CAP_SYS_TIME },
+	{ "iopl", CAP_SYS_RAWIO },
+	{ "ioperm", CAP_SYS_RAWIO },
+	{ "syslog", CAP_SYSLOG },
+	{ "vhangup", CAP_SYS_TTY_CONFIG },
+	{ "nfsservctl", ALWAYS },
+	{ "get_mempolicy", CAP_SYS_NICE },
+	{ "set_mempolicy", CAP_SYS_NICE },
+	{ "mbind", CAP_SYS_NICE },
+	{ "move_pages", CAP_SYS_NICE },
+	{ "userfaultfd", ALWAYS },
+	{ "uselib", ALWAYS },
+	{ "ustat", ALWAYS },
+	{ "sysfs", ALWAYS },
+	{ "_sysctl", ALWAYS },
+	{ "vm86", ALWAYS },
+	{ "vm86old", ALWAYS },
+	{ "fanotify_init", CAP_SYS_ADMIN },
+	{ "io_pgetevents", ALWAYS },
+	{ "pciconfig_read", CAP_SYS_ADMIN },
+	{ "pciconfig_write", CAP_SYS_ADMIN },
+	{ "pciconfig_iobase", CAP_SYS_ADMIN },
 };
 
 static const uint32_t seccomp_arches[] = { SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32 };
@@ -517,7 +587,9 @@ static int build(struct json_object **out)
 	for (int i = 0; i < arg.nenv; i++)
 		have_path |= !strncmp(arg.env[i], "PATH=", 5);
 	if (!have_path)
-		json_object_array_add(env, json_object_new_string("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+		json_object_array_add(
+			env,
+			json_object_new_string("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
 	if (arg.terminal)
 		json_object_array_add(env, json_object_new_string("TERM=xterm"));
 	for (int i = 0; i < arg.nenv; i++)
@@ -552,15 +624,20 @@ static int build(struct json_object **out)
 	json_object_object_add(c, "hostname", json_object_new_string(arg.hostname));
 
 	add_mount(mounts, "/proc", "proc", "proc", (const char *const[]){ "nosuid", "noexec", "nodev", NULL });
-	add_mount(mounts, "/dev", "tmpfs", "tmpfs", (const char *const[]){ "nosuid", "strictatime", "mode=755", "size=65536k", NULL });
+	add_mount(mounts, "/dev", "tmpfs", "tmpfs",
+		  (const char *const[]){ "nosuid", "strictatime", "mode=755", "size=65536k", NULL });
 	add_mount(mounts, "/dev/pts", "devpts", "devpts",
-		  (const char *const[]){ "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5", NULL });
-	add_mount(mounts, "/dev/shm", "tmpfs", "shm", (const char *const[]){ "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL });
-	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue", (const char *const[]){ "nosuid", "noexec", "nodev", NULL });
+		  (const char *const[]){ "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5",
+					 NULL });
+	add_mount(mounts, "/dev/shm", "tmpfs", "shm",
+		  (const char *const[]){ "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL });
+	add_mount(mounts, "/dev/mqueue", "mqueue", "mqueue",
+		  (const char *const[]){ "nosuid", "noexec", "nodev", NULL });
 	if (arg.privileged)
 		add_mount(mounts, "/sys", "sysfs", "sysfs", (const char *const[]){ "nosuid", "noexec", "nodev", NULL });
 	else
-		add_mount(mounts, "/sys", "sysfs", "sysfs", (const char *const[]){ "nosuid", "noexec", "nodev", "ro", NULL });
+		add_mount(mounts, "/sys", "sysfs", "sysfs",
+			  (const char *const[]){ "nosuid", "noexec", "nodev", "ro", NULL });
 	if (privileged_shape)
 		add_mount(mounts, "/sys/fs/cgroup", "cgroup2", "cgroup",
 			  (const char *const[]){ "nosuid", "noexec", "nodev", "relatime", NULL });
@@ -568,7 +645,8 @@ static int build(struct json_object **out)
 		add_mount(mounts, "/sys/fs/cgroup", "cgroup2", "cgroup",
 			  (const char *const[]){ "nosuid", "noexec", "nodev", "relatime", "ro", NULL });
 	if (arg.init)
-		add_mount(mounts, CONTAINER_INIT, "bind", GUEST_INIT, (const char *const[]){ "bind", "ro", "nodev", NULL });
+		add_mount(mounts, CONTAINER_INIT, "bind", GUEST_INIT,
+			  (const char *const[]){ "bind", "ro", "nodev", NULL });
 	if (arg.mounts_from) {
 		int r = volume_mounts(mounts);
 		if (r) {
@@ -597,7 +675,8 @@ static int build(struct json_object **out)
 		json_object_array_add(devs, device_rule(false, NULL, -1, -1, "rwm"));
 		json_object_array_add(devs, device_rule(true, "c", -1, -1, "m"));
 		json_object_array_add(devs, device_rule(true, "b", -1, -1, "m"));
-		static const long cdev[][2] = { { 1, 3 }, { 1, 5 }, { 1, 7 }, { 1, 8 }, { 1, 9 }, { 5, 0 }, { 5, 1 }, { 5, 2 }, { 10, 200 }, { 136, -1 } };
+		static const long cdev[][2] = { { 1, 3 }, { 1, 5 }, { 1, 7 }, { 1, 8 },	   { 1, 9 },
+						{ 5, 0 }, { 5, 1 }, { 5, 2 }, { 10, 200 }, { 136, -1 } };
 		for (size_t i = 0; i < ARRAY_SIZE(cdev); i++)
 			json_object_array_add(devs, device_rule(true, "c", cdev[i][0], cdev[i][1], "rwm"));
 	}
@@ -607,14 +686,15 @@ static int build(struct json_object **out)
 		json_object_object_add(linux_, "maskedPaths", json_object_new_array());
 		json_object_object_add(linux_, "readonlyPaths", json_object_new_array());
 	} else {
-		json_object_object_add(linux_, "maskedPaths",
-				       strs((const char *const[]){ "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore",
-								    "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-								    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-								    "/sys/firmware", "/sys/devices/virtual/powercap", NULL }));
+		json_object_object_add(
+			linux_, "maskedPaths",
+			strs((const char *const[]){ "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore",
+						    "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+						    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+						    "/sys/firmware", "/sys/devices/virtual/powercap", NULL }));
 		json_object_object_add(linux_, "readonlyPaths",
 				       strs((const char *const[]){ "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-								    "/proc/sysrq-trigger", NULL }));
+								   "/proc/sysrq-trigger", NULL }));
 	}
 	if (arg.seccomp && !arg.privileged)
 		json_object_object_add(linux_, "seccomp", seccomp_profile(caps));
@@ -666,7 +746,7 @@ static int emit(struct json_object *c)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	int r;
 	log_init(argv[0]);
@@ -679,4 +759,9 @@ int main(int argc, char **argv)
 	if (close_stdout() < 0 && r == 0)
 		r = log_sys(errno ? errno : EIO, "cannot write stdout");
 	return r;
+}
+
+int main(int argc, char **argv)
+{
+	return tool_exit(tool_main(argc, argv));
 }

@@ -67,8 +67,10 @@ static int parse_size(const char *s, uint64_t *out)
 static int parse_argv(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "home", required_argument, NULL, 'H' }, { "size", required_argument, NULL, 's' },
-		{ "verbose", no_argument, NULL, 'v' },	  { "help", no_argument, NULL, 'h' },
+		{ "home", required_argument, NULL, 'H' },
+		{ "size", required_argument, NULL, 's' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
@@ -191,17 +193,19 @@ static int cmd_ensure(const char *home, const char *path)
 		if (fstat(pfd, &st) < 0)
 			return log_sys(errno, "cannot stat '%s'", path);
 		if (S_ISLNK(st.st_mode)) {
-			log_error("'%s' is a symlink; refusing to follow it (remove it and run 'reserve ensure')", path);
+			log_error("'%s' is a symlink; refusing to follow it (remove it and run 'reserve ensure')",
+				  path);
 			return EXIT_REFUSED;
 		}
 		if (!S_ISREG(st.st_mode)) {
-			log_error("'%s' is %s, not a regular file; refusing to touch it (remove it and run 'reserve ensure')",
+			log_error("'%s' is %s, not a regular file; refusing to touch it (remove it and run 'reserve "
+				  "ensure')",
 				  path, kind_of(st.st_mode));
 			return EXIT_REFUSED;
 		}
 		if (st.st_uid != geteuid()) {
-			log_error("'%s' is owned by uid %u, not by uid %u; refusing to touch it", path, (unsigned)st.st_uid,
-				  (unsigned)geteuid());
+			log_error("'%s' is owned by uid %u, not by uid %u; refusing to touch it", path,
+				  (unsigned)st.st_uid, (unsigned)geteuid());
 			return EXIT_REFUSED;
 		}
 		/* the pinned inode itself, read-write */
@@ -212,7 +216,9 @@ static int cmd_ensure(const char *home, const char *path)
 			return log_sys(errno, "cannot open '%s'", path);
 		if (is_full(&st)) {
 			log_debug("reserve at '%s' is complete (%" PRIu64 " bytes)", path, arg.size);
-			return print_state(path, &st, free_bytes(dfd), "ok", NULL, 0) < 0 ? log_sys(errno, "cannot write output") : 0;
+			return print_state(path, &st, free_bytes(dfd), "ok", NULL, 0) < 0
+				       ? log_sys(errno, "cannot write output")
+				       : 0;
 		}
 	}
 	uint64_t free_b = free_bytes(dfd);
@@ -220,7 +226,9 @@ static int cmd_ensure(const char *home, const char *path)
 		log_warn("deferring the reserve: %" PRIu64 " bytes free is below twice the reserve (%" PRIu64
 			 "); free some space, then run 'reserve ensure' again",
 			 free_b, 2 * arg.size);
-		return print_state(path, fd >= 0 ? &st : NULL, free_b, "deferred", NULL, 0) < 0 ? log_sys(errno, "cannot write output") : 0;
+		return print_state(path, fd >= 0 ? &st : NULL, free_b, "deferred", NULL, 0) < 0
+			       ? log_sys(errno, "cannot write output")
+			       : 0;
 	}
 	if (fd < 0) {
 		fd = openat(dfd, RESERVE_NAME, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -263,7 +271,8 @@ static int cmd_release(const char *home, const char *path)
 	uint64_t freed = 0;
 
 	if (dfd < 0 && errno == ENOENT)
-		return print_state(path, NULL, 0, "missing", "freed", 0) < 0 ? log_sys(errno, "cannot write output") : 0;
+		return print_state(path, NULL, 0, "missing", "freed", 0) < 0 ? log_sys(errno, "cannot write output")
+									     : 0;
 	if (dfd < 0)
 		return log_sys(errno, "cannot open '%s'", home);
 	if (fstatat(dfd, RESERVE_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -273,9 +282,10 @@ static int cmd_release(const char *home, const char *path)
 		/* only a regular file is a reserve: anything else (a directory, a
 		 * symlink, a FIFO, a socket, a device) is left where it is */
 		if (!S_ISREG(st.st_mode)) {
-			log_error("'%s' is %s, not boxkit's reserve; refusing to remove it (remove it yourself, then run "
-				  "'reserve ensure')",
-				  path, kind_of(st.st_mode));
+			log_error(
+				"'%s' is %s, not boxkit's reserve; refusing to remove it (remove it yourself, then run "
+				"'reserve ensure')",
+				path, kind_of(st.st_mode));
 			return EXIT_REFUSED;
 		}
 		/* unlink is metadata-only: it works on a 100%% full filesystem */
@@ -284,7 +294,9 @@ static int cmd_release(const char *home, const char *path)
 		freed = (uint64_t)st.st_blocks * 512;
 	}
 	log_info("released %" PRIu64 " bytes; run 'reserve ensure' once space is recovered", freed);
-	return print_state(path, NULL, free_bytes(dfd), "missing", "freed", freed) < 0 ? log_sys(errno, "cannot write output") : 0;
+	return print_state(path, NULL, free_bytes(dfd), "missing", "freed", freed) < 0
+		       ? log_sys(errno, "cannot write output")
+		       : 0;
 }
 
 static int cmd_status(const char *home, const char *path)
@@ -309,11 +321,12 @@ static int cmd_status(const char *home, const char *path)
 		state = "not-regular";
 	else
 		state = is_full(&st) ? "ok" : "short";
-	return print_state(path, reg ? &st : NULL, free_bytes(dfd), state, NULL, 0) < 0 ? log_sys(errno, "cannot write output")
-											: 0;
+	return print_state(path, reg ? &st : NULL, free_bytes(dfd), state, NULL, 0) < 0
+		       ? log_sys(errno, "cannot write output")
+		       : 0;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *path = NULL;
 	int r;
@@ -340,4 +353,9 @@ int main(int argc, char **argv)
 	if (close_stdout() < 0 && r == 0)
 		r = log_sys(errno ? errno : EIO, "cannot write stdout");
 	return r;
+}
+
+int main(int argc, char **argv)
+{
+	return tool_exit(tool_main(argc, argv));
 }

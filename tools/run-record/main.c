@@ -21,7 +21,7 @@ static struct {
 static void usage(FILE *f)
 {
 	fputs("Usage: run-record new [--owner PID]          make a run; print its id\n"
-	      "       run-record add --id ID LIST VALUE     LIST: jail, staging, anonymous, socket\n"
+	      "       run-record add --id ID LIST VALUE     LIST: jail, anonymous, socket\n"
 	      "       run-record owner --id ID PID          one more process that owns the run\n"
 	      "       run-record show --id ID               the record (one JSON line)\n"
 	      "       run-record ls                         every run (JSON lines)\n"
@@ -42,7 +42,7 @@ static void usage(FILE *f)
 static int parse_argv(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "home", required_argument, NULL, 'H' }, { "id", required_argument, NULL, 'i' },
+		{ "home", required_argument, NULL, 'H' },  { "id", required_argument, NULL, 'i' },
 		{ "owner", required_argument, NULL, 'o' }, { "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },	   { 0 },
 	};
@@ -107,13 +107,14 @@ static int cmd_add(int homefd)
 	static const struct {
 		const char *name;
 		enum run_list list;
-	} lists[] = { { "jail", RUN_JAILS }, { "staging", RUN_STAGING }, { "anonymous", RUN_ANONYMOUS }, { "socket", RUN_SOCKETS } };
+	} lists[] = { { "jail", RUN_JAILS }, { "anonymous", RUN_ANONYMOUS }, { "socket", RUN_SOCKETS } };
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
 		if (strcmp(arg.rest[0], lists[i].name))
 			continue;
 		int r = run_add(homefd, arg.id, lists[i].list, arg.rest[1]);
 		if (r == -EINVAL) {
-			log_error("'%s' is not a valid %s name (one component of [A-Za-z0-9_.-])", arg.rest[1], arg.rest[0]);
+			log_error("'%s' is not a valid %s name (one component of [A-Za-z0-9_.-])", arg.rest[1],
+				  arg.rest[0]);
 			return EXIT_REFUSED;
 		}
 		if (r == -ENOENT) {
@@ -122,7 +123,7 @@ static int cmd_add(int homefd)
 		}
 		return r < 0 ? log_sys(r, "cannot update the record of '%s'", arg.id) : 0;
 	}
-	log_error("unknown list '%s' (jail, staging, anonymous, socket)", arg.rest[0]);
+	log_error("unknown list '%s' (jail, anonymous, socket)", arg.rest[0]);
 	return EXIT_REFUSED;
 }
 
@@ -175,7 +176,8 @@ static int run(void)
 
 	if (!strcmp(arg.cmd, "new")) {
 		char id[RUN_ID_LEN + 1];
-		if ((r = run_id_new(id)) < 0 || (r = run_create(homefd, id, arg.owner > 0 ? (pid_t)arg.owner : getppid())) < 0)
+		if ((r = run_id_new(id)) < 0 ||
+		    (r = run_create(homefd, id, arg.owner > 0 ? (pid_t)arg.owner : getppid())) < 0)
 			return log_sys(r, "cannot create a run under '%s/" RUN_ROOT "'", home);
 		printf("%s\n", id);
 		return 0;
@@ -221,7 +223,7 @@ static int run(void)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	log_init(argv[0]);
 	if (parse_argv(argc, argv) < 0)
@@ -230,4 +232,9 @@ int main(int argc, char **argv)
 	if (close_stdout() < 0 && r == 0)
 		r = EXIT_SYSTEM;
 	return r;
+}
+
+int main(int argc, char **argv)
+{
+	return tool_exit(tool_main(argc, argv));
 }

@@ -118,7 +118,9 @@ static int open_regular_at(int dirfd, const char *name, enum found *found)
 		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			*found = FOUND_NOTHING;
 		else
-			*found = S_ISREG(st.st_mode) ? FOUND_REGULAR : S_ISDIR(st.st_mode) ? FOUND_DIRECTORY : FOUND_OTHER;
+			*found = S_ISREG(st.st_mode)   ? FOUND_REGULAR
+				 : S_ISDIR(st.st_mode) ? FOUND_DIRECTORY
+						       : FOUND_OTHER;
 		return -e;
 	}
 	if (fstat(fd, &st) < 0) {
@@ -392,7 +394,8 @@ static int install(int bindir, const char *bindir_path, const struct source *s, 
 		json_object_object_add(m, "source_sha256", json_object_new_string(s->digest));
 		json_object_object_add(m, "copy_sha256", json_object_new_string(digest));
 		json_object_object_add(m, "version", json_object_new_string(s->version));
-		const char *t = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		const char *t =
+			json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 		if ((r = write_file_atomic(bindir, MARKER_NAME, t, strlen(t), 0600)) < 0)
 			return log_sys(r, "cannot write '%s/%s'", bindir_path, MARKER_NAME);
 	}
@@ -402,7 +405,7 @@ fail:
 	return r;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL;
 	cleanup_close int src_fd = -1;
@@ -465,4 +468,9 @@ int main(int argc, char **argv)
 		log_debug("copy is up to date");
 	printf("%s/%s\n", bindir_path, COPY_NAME);
 	return close_stdout() < 0 ? EXIT_SYSTEM : 0;
+}
+
+int main(int argc, char **argv)
+{
+	return tool_exit(tool_main(argc, argv));
 }

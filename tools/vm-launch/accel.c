@@ -7,6 +7,7 @@
  * host kernel, the QEMU binary and the guest kernel. */
 #include "common.h"
 #include "launch.h"
+#include "spawn.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -47,6 +48,23 @@ static int probe_key(const char *qemu, const char *kernel, char *out, size_t out
 	return 0;
 }
 
+/* name, or its path through PATH */
+static int which(const char *name, char *out, size_t outlen)
+{
+	if (strchr(name, '/')) {
+		snprintf(out, outlen, "%s", name);
+		return 0;
+	}
+	const char *path = getenv("PATH");
+	cleanup_free char *p = strdup(path && *path ? path : "/usr/bin:/bin");
+	for (char *save = NULL, *d = p ? strtok_r(p, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(out, outlen, "%s/%s", d, name);
+		if (access(out, X_OK) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
 /* Boot the kernel under KVM; true when it reaches its root mount in time. */
 static bool kvm_boots(const char *qemu, const char *kernel, double *secs)
 {
@@ -56,26 +74,28 @@ static bool kvm_boots(const char *qemu, const char *kernel, double *secs)
 	char buf[8192];
 	size_t have = 0;
 
-	if (pipe2(p, O_CLOEXEC) < 0)
+	char qpath[4096];
+	if (which(qemu, qpath, sizeof(qpath)) < 0 || pipe2(p, O_CLOEXEC) < 0)
 		return false;
+	int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	pid_t pid = fork();
-	if (pid < 0)
-		return false;
-	if (pid == 0) {
-		sigset_t all;
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-		dup2(nul, 0);
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		execlp(qemu, qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults",
-		       "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", kernel,
-		       "-append", "console=ttyS0 panic=-1 reboot=t", (char *)NULL);
-		_exit(127);
-	}
+	char *argv[] = { (char *)qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host", "-m", "128",
+			 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+			 "-kernel", (char *)kernel, "-append", "console=ttyS0 panic=-1 reboot=t", NULL };
+	char *envp[] = { "PATH=/usr/bin:/bin", "LC_ALL=C", NULL };
+	struct spawn_fd fds[] = { { nul, 0 }, { p[1], 1 }, { p[1], 2 } };
+	struct spawn s = { .path = qpath, .exec_fd = -1, .argv = argv, .envp = envp, .fds = fds,
+			   .nfds = ARRAY_SIZE(fds), .pdeathsig = SIGKILL };
+	char msg[512];
+	pid_t pid;
+	int sr = nul < 0 ? -EBADF : spawn_run(&s, &pid, msg, sizeof(msg));
+	if (nul >= 0)
+		close(nul);
 	close(p[1]);
+	if (sr < 0) {
+		close(p[0]);
+		return false;
+	}
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
@@ -89,7 +109,8 @@ static bool kvm_boots(const char *qemu, const char *kernel, double *secs)
 			break;
 		have += (size_t)n;
 		buf[have] = 0;
-		if (strstr(buf, "Unable to mount root") || strstr(buf, "Kernel panic") || strstr(buf, "Run /sbin/init")) {
+		if (strstr(buf, "Unable to mount root") || strstr(buf, "Kernel panic") ||
+		    strstr(buf, "Run /sbin/init")) {
 			ok = true;
 			break;
 		}
@@ -143,14 +164,16 @@ int accel_choose(const char *home, const char *qemu, const char *kernel, const c
 		if (o && json_object_object_get_ex(o, "key", &k) && json_object_object_get_ex(o, "accel", &a) &&
 		    !strcmp(json_object_get_string(k), key)) {
 			*out = !strcmp(json_object_get_string(a), "kvm") ? "kvm" : "tcg";
-			*why = *out[0] == 'k' ? "a cached probe booted a guest under KVM" : "a cached probe: guests hang under KVM here";
+			*why = *out[0] == 'k' ? "a cached probe booted a guest under KVM"
+					      : "a cached probe: guests hang under KVM here";
 			return 0;
 		}
 	}
 	double secs = 0;
 	bool ok = kvm_boots(qemu, kernel, &secs);
 	*out = ok ? "kvm" : "tcg";
-	*why = ok ? "a probe booted a guest under KVM" : "a probe: /dev/kvm opens but a guest did not boot under KVM in time";
+	*why = ok ? "a probe booted a guest under KVM"
+		  : "a probe: /dev/kvm opens but a guest did not boot under KVM in time";
 	log_debug("KVM probe: %s in %.2f s", ok ? "booted" : "no boot", secs);
 	cleanup_free char *failed = NULL;
 	if (mkdir_p_0700(home, &failed) == 0) {
@@ -158,7 +181,8 @@ int accel_choose(const char *home, const char *qemu, const char *kernel, const c
 		json_object_object_add(o, "key", json_object_new_string(key));
 		json_object_object_add(o, "accel", json_object_new_string(*out));
 		json_object_object_add(o, "probe_seconds", json_object_new_double(secs));
-		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		const char *s =
+			json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 		cleanup_close int dfd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (dfd >= 0)
 			write_file_atomic(dfd, "accel-probe.json", s, strlen(s), 0600);
@@ -176,7 +200,8 @@ int probe_print(const char *home)
 	else {
 		char name[64];
 		snprintf(name, sizeof(name), "%s/vmlinux", arg.kernel ? arg.kernel : "lean");
-		if (artifact_path("BOXKIT_KERNEL_DIR", "kernels", name, kernel, sizeof(kernel)) < 0 || access(kernel, R_OK) < 0) {
+		if (artifact_path("BOXKIT_KERNEL_DIR", "kernels", name, kernel, sizeof(kernel)) < 0 ||
+		    access(kernel, R_OK) < 0) {
 			log_error("no kernel to probe with: run 'make kernel-lean'");
 			return EXIT_LAUNCH;
 		}

@@ -20,16 +20,15 @@ extern struct launch_args arg;
 
 struct volume {
 	struct vol_entry e;
-	int pinned;	       /* O_PATH: the source, opened once by the gate */
-	int share_fd;	       /* O_PATH: what virtiofsd serves (the source, or its staging dir) */
-	int tree;	       /* the share as a detached bind mount, until virtiofsd has it */
-	char file_name[256];   /* a file mount: the file's name in its staging dir */
-	char stage_name[96];   /* a file mount: <run id>-<tag> under the staging root */
-	char sock_name[32];    /* in the jail's /run */
-	char sock_in_vmm[64];  /* the path QEMU connects to */
+	int pinned;	      /* O_PATH: the source, opened once by the gate */
+	int share_fd;	      /* O_PATH: what virtiofsd serves (the source) */
+	int tree;	      /* the share as a detached bind mount, until virtiofsd has it */
+	char file_name[256];  /* a file mount: the file's name in the share */
+	char sock_name[32];   /* in the jail's /run */
+	char sock_in_vmm[64]; /* the path QEMU connects to */
 	pid_t vfsd;
-	int log;	       /* read end of virtiofsd's stderr */
-	char log_tail[2048];   /* its last bytes */
+	int log;	     /* read end of virtiofsd's stderr */
+	char log_tail[2048]; /* its last bytes */
 	size_t log_len;
 };
 
@@ -51,7 +50,7 @@ struct vm {
 	gid_t gid;
 	struct {
 		char source[4096], target[4096];
-	} *binds; /* read-only binds into the jail, in QEMU's own mount namespace */
+	} * binds; /* read-only binds into the jail, in QEMU's own mount namespace */
 	int nbinds;
 	/* run state */
 	char console[4300];
@@ -67,8 +66,6 @@ struct vm {
 	int volfd;   /* O_PATH: <home>/volumes, the store */
 	int sockdir; /* O_PATH: the jail's /run, holding the vhost-user sockets */
 	int vfsd_bin;
-	char vfsd_cap[64];
-	size_t vfsd_caplen;
 	struct elfdeps *vfsd_deps;
 };
 

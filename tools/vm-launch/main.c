@@ -56,17 +56,40 @@ static void usage(FILE *f)
 
 static int parse_argv(int argc, char **argv)
 {
-	enum { O_CONFIG = 256, O_KERNEL, O_SYSTEM, O_ROOTFS, O_VOLUMES, O_MEMORY, O_CPUS, O_TIMEOUT, O_ACCEL, O_CHROOT,
-	       O_RUN, O_QEMU, O_HOME, O_PROBE, O_VFSD_HANDLES };
+	enum {
+		O_CONFIG = 256,
+		O_KERNEL,
+		O_SYSTEM,
+		O_ROOTFS,
+		O_VOLUMES,
+		O_MEMORY,
+		O_CPUS,
+		O_TIMEOUT,
+		O_ACCEL,
+		O_CHROOT,
+		O_RUN,
+		O_QEMU,
+		O_HOME,
+		O_PROBE,
+		O_VFSD_HANDLES
+	};
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, O_CONFIG }, { "kernel", required_argument, NULL, O_KERNEL },
-		{ "system", required_argument, NULL, O_SYSTEM }, { "rootfs", required_argument, NULL, O_ROOTFS },
-		{ "volumes", required_argument, NULL, O_VOLUMES }, { "memory", required_argument, NULL, O_MEMORY },
-		{ "cpus", required_argument, NULL, O_CPUS },	 { "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "accel", required_argument, NULL, O_ACCEL },	 { "chroot", required_argument, NULL, O_CHROOT },
-		{ "run", required_argument, NULL, O_RUN }, { "qemu", required_argument, NULL, O_QEMU },
-		{ "home", required_argument, NULL, O_HOME },	 { "probe-accel", no_argument, NULL, O_PROBE },
-		{ "verbose", no_argument, NULL, 'v' },		 { "help", no_argument, NULL, 'h' },
+		{ "config", required_argument, NULL, O_CONFIG },
+		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "system", required_argument, NULL, O_SYSTEM },
+		{ "rootfs", required_argument, NULL, O_ROOTFS },
+		{ "volumes", required_argument, NULL, O_VOLUMES },
+		{ "memory", required_argument, NULL, O_MEMORY },
+		{ "cpus", required_argument, NULL, O_CPUS },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "accel", required_argument, NULL, O_ACCEL },
+		{ "chroot", required_argument, NULL, O_CHROOT },
+		{ "run", required_argument, NULL, O_RUN },
+		{ "qemu", required_argument, NULL, O_QEMU },
+		{ "home", required_argument, NULL, O_HOME },
+		{ "probe-accel", no_argument, NULL, O_PROBE },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
@@ -149,6 +172,12 @@ static int exit_status(const struct vm *vm, const struct outcome *oc)
 	}
 	if (oc->failed)
 		return EXIT_LAUNCH;
+	if (WIFSIGNALED(vm->qemu_status) && WTERMSIG(vm->qemu_status) == SIGSYS) {
+		log_error("QEMU was killed by its seccomp filter: it made a system call that is not on its allow-list "
+			  "(tools/vm-launch/vm.c; a test build with BOXKIT_TEST_SECCOMP_LOG=1 logs it instead, see "
+			  "tools/dev/qemu-syscalls)");
+		return EXIT_LAUNCH;
+	}
 	log_error("the VM stopped without reporting an exit status (kernel panic or init failure)");
 	print_console_tail(vm->run_dir);
 	return EXIT_LAUNCH;
@@ -163,8 +192,8 @@ static int open_run(struct vm *vm)
 		snprintf(vm->run_id, sizeof(vm->run_id), "%s", arg.run_id);
 		r = run_add_process(vm->homefd, vm->run_id, RUN_OWNERS, NULL, getpid());
 		if (r == -ENOENT)
-			return log_error("no run '%s' under '%s/" RUN_ROOT "' (make one with run-record new)", vm->run_id,
-					 vm->home),
+			return log_error("no run '%s' under '%s/" RUN_ROOT "' (make one with run-record new)",
+					 vm->run_id, vm->home),
 			       EXIT_LAUNCH;
 	} else {
 		if ((r = run_id_new(vm->run_id)) == 0 && (r = run_create(vm->homefd, vm->run_id, getpid())) == 0)
@@ -184,11 +213,17 @@ static int open_run(struct vm *vm)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int launcher_main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *config = NULL;
-	struct vm vm = { .ctl = -1, .qemu = -1, .sockdir = -1, .volfd = -1, .homefd = -1, .vfsd_bin = -1,
-			 .console_fd = -1, .console_pipe = -1 };
+	struct vm vm = { .ctl = -1,
+			 .qemu = -1,
+			 .sockdir = -1,
+			 .volfd = -1,
+			 .homefd = -1,
+			 .vfsd_bin = -1,
+			 .console_fd = -1,
+			 .console_pipe = -1 };
 	struct outcome oc = { .status = -1 };
 	size_t config_len = 0;
 	sigset_t mask;
@@ -237,4 +272,12 @@ int main(int argc, char **argv)
 	if (close_stdout() < 0 && r == 0)
 		r = EXIT_LAUNCH;
 	return r;
+}
+
+/* every failure of vm-launch's own is 125, never a value a workload could
+ * also return (a system failure's 3 included) */
+int main(int argc, char **argv)
+{
+	int r = launcher_main(argc, argv);
+	return r < 0 ? EXIT_LAUNCH : r;
 }

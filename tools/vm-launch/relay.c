@@ -42,10 +42,10 @@
 /* ---- the caller's descriptors, each served by a thread ------------------------------------ */
 
 struct pump {
-	int caller;    /* 0, 1 or 2: the caller's descriptor */
-	int loop_end;  /* the loop's end of the pipe (non-blocking) */
+	int caller;   /* 0, 1 or 2: the caller's descriptor */
+	int loop_end; /* the loop's end of the pipe (non-blocking) */
 	int thread_end;
-	int done[2];   /* the thread closes done[1] when it ends */
+	int done[2]; /* the thread closes done[1] when it ends */
 	pthread_t th;
 	bool running;
 	volatile bool write_failed; /* the caller's stdout or stderr went away */
@@ -134,18 +134,18 @@ enum rstate { ST_BOOTING, ST_RUNNING, ST_SIGNALLED, ST_EXITED, ST_STOPPING, ST_D
 static const char *const state_name[] = { "booting", "running", "signalled", "exited", "stopping", "done" };
 
 enum revent {
-	EV_HELLO,	  /* the guest init is up */
-	EV_EXIT,	  /* the workload's status came */
-	EV_FAIL,	  /* the guest init failed (it reboots next) */
-	EV_BAD_FRAME,	  /* a frame we cannot accept */
-	EV_SIGNAL,	  /* SIGINT, SIGTERM or SIGHUP */
-	EV_TIMEOUT,	  /* --timeout */
-	EV_DEADLINE,	  /* the state's own deadline (hello, signal grace, exit grace) */
-	EV_SHARE_DIED,	  /* a virtiofsd ended while the VM ran */
-	EV_QEMU_EXIT,	  /* QEMU is gone (reaped) */
+	EV_HELLO,      /* the guest init is up */
+	EV_EXIT,       /* the workload's status came */
+	EV_FAIL,       /* the guest init failed (it reboots next) */
+	EV_BAD_FRAME,  /* a frame we cannot accept */
+	EV_SIGNAL,     /* SIGINT, SIGTERM or SIGHUP */
+	EV_TIMEOUT,    /* --timeout */
+	EV_DEADLINE,   /* the state's own deadline (hello, signal grace, exit grace) */
+	EV_SHARE_DIED, /* a virtiofsd ended while the VM ran */
+	EV_QEMU_EXIT,  /* QEMU is gone (reaped) */
 	EV__N
 };
-static const char *const event_name[] = { "hello", "exit", "fail",  "bad frame",	"signal",
+static const char *const event_name[] = { "hello",   "exit",	 "fail",       "bad frame", "signal",
 					  "timeout", "deadline", "share died", "qemu exit" };
 
 struct relay {
@@ -156,8 +156,8 @@ struct relay {
 	struct fbuf in, out, pend[2];
 	uint32_t window;
 	bool stdin_open;
-	int status;    /* the workload's, or -1 */
-	int sig;       /* the first signal that came */
+	int status; /* the workload's, or -1 */
+	int sig;    /* the first signal that came */
 	bool timed_out, bad, no_hello, share_failed, plan_failed;
 	char fail[1024];
 	int sfd, tfd, dfd; /* signalfd, --timeout timer, state deadline timer */
@@ -317,8 +317,8 @@ static void console_write(struct relay *r, const char *b, size_t n)
 	if (r->console_written + n > CONSOLE_CAP) {
 		/* rotate: at most two files of CONSOLE_CAP, the newest bytes kept;
 		 * console.log is never missing (a new one is swapped in atomically) */
-		int nfd = openat(r->run_fd, "console.log.new", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
-				 0600);
+		int nfd = openat(r->run_fd, "console.log.new",
+				 O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (nfd < 0)
 			return;
 		if (renameat2(r->run_fd, "console.log.new", r->run_fd, "console.log", RENAME_EXCHANGE) < 0 ||
@@ -370,7 +370,8 @@ static void take_frames(struct relay *r)
 				proto = json_object_get_int(v);
 			if (proto != GUEST_PROTO_VERSION) {
 				snprintf(r->fail, sizeof(r->fail),
-					 "the guest init speaks protocol %d, this vm-launch speaks %d (rebuild the images: make "
+					 "the guest init speaks protocol %d, this vm-launch speaks %d (rebuild the "
+					 "images: make "
 					 "image)",
 					 proto, GUEST_PROTO_VERSION);
 				fire(r, EV_BAD_FRAME);
@@ -379,7 +380,8 @@ static void take_frames(struct relay *r)
 			break;
 		}
 		case FR_WINDOW:
-			if (f.len == 4 && le32_get(f.payload) <= STDIN_WINDOW && r->window + le32_get(f.payload) <= STDIN_WINDOW)
+			if (f.len == 4 && le32_get(f.payload) <= STDIN_WINDOW &&
+			    r->window + le32_get(f.payload) <= STDIN_WINDOW)
 				r->window += le32_get(f.payload);
 			else
 				fire(r, EV_BAD_FRAME);
@@ -402,12 +404,11 @@ static void take_frames(struct relay *r)
 			fire(r, EV_EXIT);
 			break;
 		case FR_FAIL:
-			snprintf(r->fail, sizeof(r->fail), "%.*s", (int)(f.len < 1000 ? f.len : 1000), (const char *)f.payload);
+			snprintf(r->fail, sizeof(r->fail), "%.*s", (int)(f.len < 1000 ? f.len : 1000),
+				 (const char *)f.payload);
 			fire(r, EV_FAIL);
 			break;
-		default:
-			log_debug("unknown frame '%c' from the guest", f.type);
-			fire(r, EV_BAD_FRAME);
+		default: log_debug("unknown frame '%c' from the guest", f.type); fire(r, EV_BAD_FRAME);
 		}
 		fbuf_consume(&r->in, FRAME_HDR + f.len);
 		if (r->state == ST_STOPPING || r->state == ST_DONE)
@@ -489,11 +490,12 @@ static void on_signals(struct relay *r)
 		pid_t w;
 		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
 			if (w == r->vm->qemu) {
+				log_debug("QEMU exited after %.3f s", vm_elapsed(r->vm));
 				r->vm->qemu = -1;
 				r->vm->qemu_status = st;
 				fire(r, EV_QEMU_EXIT);
-			} else if (shares_reap(r->vm, w, st, r->status < 0 && r->state != ST_STOPPING) >= 0 && r->status < 0 &&
-				   r->vm->qemu > 0 && r->state != ST_STOPPING) {
+			} else if (shares_reap(r->vm, w, st, r->status < 0 && r->state != ST_STOPPING) >= 0 &&
+				   r->status < 0 && r->vm->qemu > 0 && r->state != ST_STOPPING) {
 				/* a daemon that dies before the workload is done fails the
 				 * run loudly (after it, the guest's reboot ends them) */
 				r->share_failed = true;
@@ -574,7 +576,8 @@ static void drain_output(struct relay *r)
 	take_frames(r);
 	for (int k = 0; k < 2; k++) {
 		for (;;) {
-			struct pollfd pf[3] = { { r->sfd, POLLIN, 0 }, { r->tfd, POLLIN, 0 },
+			struct pollfd pf[3] = { { r->sfd, POLLIN, 0 },
+						{ r->tfd, POLLIN, 0 },
 						{ r->pend[k].len ? r->pout[k].loop_end : -1, POLLOUT, 0 } };
 			if (!r->pend[k].len)
 				break;
@@ -598,7 +601,9 @@ static void drain_output(struct relay *r)
 		close(r->pout[k].loop_end);
 		r->pout[k].loop_end = -1;
 		for (;;) {
-			struct pollfd pf[3] = { { r->sfd, POLLIN, 0 }, { r->tfd, POLLIN, 0 }, { r->pout[k].done[0], POLLIN, 0 } };
+			struct pollfd pf[3] = { { r->sfd, POLLIN, 0 },
+						{ r->tfd, POLLIN, 0 },
+						{ r->pout[k].done[0], POLLIN, 0 } };
 			if (poll(pf, 3, -1) < 0 && errno != EINTR)
 				return;
 			if (pf[2].revents)
@@ -644,8 +649,16 @@ void print_console_tail(const char *run_dir)
 
 int relay_run(struct vm *vm, const char *config, size_t config_len, struct outcome *oc)
 {
-	struct relay r = { .vm = vm, .config = config, .config_len = config_len, .state = ST_BOOTING, .status = -1,
-			   .sfd = -1, .tfd = -1, .dfd = -1, .console = vm->console_pipe, .log_fd = vm->console_fd,
+	struct relay r = { .vm = vm,
+			   .config = config,
+			   .config_len = config_len,
+			   .state = ST_BOOTING,
+			   .status = -1,
+			   .sfd = -1,
+			   .tfd = -1,
+			   .dfd = -1,
+			   .console = vm->console_pipe,
+			   .log_fd = vm->console_fd,
 			   .run_fd = -1 };
 	sigset_t mask;
 	int rc = 0;
@@ -667,8 +680,8 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 		rc = log_sys(errno, "cannot set up the relay");
 		goto out;
 	}
-	if (fbuf_init(&r.in, IN_CAP) < 0 || fbuf_init(&r.out, OUT_CAP) < 0 || fbuf_init(&r.pend[0], FRAME_DATA_MAX) < 0 ||
-	    fbuf_init(&r.pend[1], FRAME_DATA_MAX) < 0) {
+	if (fbuf_init(&r.in, IN_CAP) < 0 || fbuf_init(&r.out, OUT_CAP) < 0 ||
+	    fbuf_init(&r.pend[0], FRAME_DATA_MAX) < 0 || fbuf_init(&r.pend[1], FRAME_DATA_MAX) < 0) {
 		rc = log_sys(ENOMEM, "out of memory");
 		goto out;
 	}

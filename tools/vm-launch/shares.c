@@ -4,11 +4,11 @@
  * following a symlink, checked with fstat, and from then on used only
  * through that descriptor:
  *   - ownership: fchownat(fd, "", ..., AT_EMPTY_PATH);
- *   - a file mount's staging link: linkat(fd, "", ..., AT_EMPTY_PATH) into a
- *     fresh root-owned directory in the store's staging root;
  *   - what virtiofsd serves: a bind mount cloned from the descriptor
  *     (open_tree OPEN_TREE_CLONE), attached at /shared in the daemon's own
- *     mount namespace.
+ *     mount namespace; for a file mount, the file is bound at
+ *     /shared/<name> in a directory of the sandbox's own, so nothing beside
+ *     it is reachable and no link or copy of it is ever made.
  * A guest that renames or symlinks inside a volume another run shares can
  * therefore not redirect any of these to a host path.
  *
@@ -32,18 +32,20 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <linux/landlock.h>
+#include <linux/mount.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
-#include <sys/capability.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <sys/xattr.h>
-#include <linux/mount.h>
 
 #define VFSD_NOFILE 65536
 #define VFSD_ROOT_SIZE "size=64m"
@@ -93,7 +95,8 @@ int shares_prepare(struct vm *vm)
 	if (n == 0)
 		return 0;
 	if (!vm->jailed) {
-		log_error("volumes need the jail (run as root): virtiofsd's sandbox and the volume store need it; no VM was "
+		log_error("volumes need the jail (run as root): virtiofsd's sandbox and the volume store need it; no "
+			  "VM was "
 			  "started");
 		return EXIT_LAUNCH;
 	}
@@ -102,17 +105,19 @@ int shares_prepare(struct vm *vm)
 	/* the store: a filesystem of its own, so that virtiofsd's file handles reach nothing else */
 	vm->volfd = openat(vm->homefd, VOL_STORE_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (vm->volfd < 0)
-		return log_error("no volume store at '%s/" VOL_STORE_DIR "': %s; run 'box setup'", vm->home, strerror(errno)),
+		return log_error("no volume store at '%s/" VOL_STORE_DIR "': %s; run 'box setup'", vm->home,
+				 strerror(errno)),
 		       EXIT_LAUNCH;
 	if (!fd_is_mount_root(vm->volfd)) {
-		log_error("'%s/" VOL_STORE_DIR "' is not a filesystem of its own: run 'box setup' (volumes must live on a "
+		log_error("'%s/" VOL_STORE_DIR
+			  "' is not a filesystem of its own: run 'box setup' (volumes must live on a "
 			  "filesystem that holds nothing else); no VM was started",
 			  vm->home);
 		return EXIT_LAUNCH;
 	}
 	for (int i = 0; i < vm->nvols; i++) {
 		struct volume *v = &vm->vols[i];
-		if ((r = vol_gate(vm->home, vm->volfd, &v->e, &v->pinned, err, sizeof(err))) < 0) {
+		if ((r = vol_gate(vm->home, vm->homefd, vm->volfd, &v->e, &v->pinned, err, sizeof(err))) < 0) {
 			if (r == -EINVAL)
 				log_error("volume %s ('%s'): %s; no VM was started", v->e.tag, v->e.target, err);
 			else
@@ -126,10 +131,9 @@ int shares_prepare(struct vm *vm)
 	return 0;
 }
 
-/* Ownership and staging, through the pinned descriptors only. */
+/* Ownership, through the pinned descriptors only. */
 static int shares_stage(struct vm *vm)
 {
-	cleanup_close int staging = -1;
 	for (int i = 0; i < vm->nvols; i++) {
 		struct volume *v = &vm->vols[i];
 		struct stat st;
@@ -138,37 +142,32 @@ static int shares_stage(struct vm *vm)
 		if (!v->e.readonly) {
 			if (fstat(v->pinned, &st) < 0)
 				return log_sys(errno, "cannot stat volume %s", v->e.tag), EXIT_LAUNCH;
+			/* root gives away only what is root's or already the VM's: never
+			 * another user's file, nor a file with other names (a guest can
+			 * hard-link, or rename onto the subpath, what it should not own) */
+			if (st.st_uid != 0 && st.st_uid != vm->uid) {
+				log_error("volume %s ('%s') belongs to uid %u, neither root's nor the VM's; refusing "
+					  "to give it to "
+					  "the VM; no VM was started",
+					  v->e.tag, v->e.source, (unsigned)st.st_uid);
+				return EXIT_LAUNCH;
+			}
+			if (v->e.is_file && st.st_nlink != 1) {
+				log_error("volume %s ('%s') is a file with %lu names; a writable file mount needs "
+					  "exactly one; "
+					  "no VM was started",
+					  v->e.tag, v->e.source, (unsigned long)st.st_nlink);
+				return EXIT_LAUNCH;
+			}
 			if ((st.st_uid != vm->uid || st.st_gid != vm->gid) &&
 			    fchownat(v->pinned, "", vm->uid, vm->gid, AT_EMPTY_PATH) < 0)
 				return log_sys(errno, "cannot give volume %s to the VM's uid", v->e.tag), EXIT_LAUNCH;
 		}
-		if (!v->e.is_file) {
-			v->share_fd = fcntl(v->pinned, F_DUPFD_CLOEXEC, 3);
-			if (v->share_fd < 0)
-				return log_sys(errno, "dup"), EXIT_LAUNCH;
-			continue;
-		}
-		/* a file: a fresh staging directory holding one hard link to it */
-		if (staging < 0) {
-			if (mkdirat(vm->volfd, VOL_ROOT_STAGING, 0700) < 0 && errno != EEXIST)
-				return log_sys(errno, "cannot create the staging root"), EXIT_LAUNCH;
-			staging = openat(vm->volfd, VOL_ROOT_STAGING, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (staging < 0)
-				return log_sys(errno, "cannot open the staging root"), EXIT_LAUNCH;
-		}
-		snprintf(v->stage_name, sizeof(v->stage_name), "%s-%s", vm->run_id, v->e.tag);
-		int r = run_add(vm->homefd, vm->run_id, RUN_STAGING, v->stage_name);
-		if (r < 0)
-			return log_sys(r, "cannot record the staging directory"), EXIT_LAUNCH;
-		/* root's and not writable by the VM's uid: the guest cannot add or
-		 * remove names in it; virtiofsd reads it with CAP_DAC_READ_SEARCH */
-		if (mkdirat(staging, v->stage_name, 0700) < 0)
-			return log_sys(errno, "cannot create staging directory '%s'", v->stage_name), EXIT_LAUNCH;
-		v->share_fd = openat(staging, v->stage_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* what virtiofsd serves: the pinned directory, or (a file mount) the
+		 * pinned file, bound into a directory of its own in the sandbox */
+		v->share_fd = fcntl(v->pinned, F_DUPFD_CLOEXEC, 3);
 		if (v->share_fd < 0)
-			return log_sys(errno, "cannot open staging directory '%s'", v->stage_name), EXIT_LAUNCH;
-		if (linkat(v->pinned, "", v->share_fd, v->file_name, AT_EMPTY_PATH) < 0)
-			return log_sys(errno, "cannot link volume %s into its staging directory", v->e.tag), EXIT_LAUNCH;
+			return log_sys(errno, "dup"), EXIT_LAUNCH;
 	}
 	return 0;
 }
@@ -176,17 +175,22 @@ static int shares_stage(struct vm *vm)
 /* ---- virtiofsd's sandbox ------------------------------------------------------------- */
 
 struct vfsd_ctx {
-	int tree; /* the share, a detached bind mount */
-	int bin;  /* the daemon to copy (read) */
-	const void *cap;
-	size_t caplen;
+	struct vm *vm;
+	int tree;	  /* the share, a detached bind mount */
+	const char *file; /* a file mount: its name in /shared */
+	bool readonly;
+	int bin; /* the daemon to copy (read) */
 	const struct elfdeps *deps;
 	const char *attach; /* an existing root-owned directory to mount the new root on */
 	uid_t uid;
 	gid_t gid;
 };
 
-#define FAIL(e, what) ({ snprintf(err, errlen, "%s", what); return -(e); })
+#define FAIL(e, ...)                                                                                                   \
+	({                                                                                                             \
+		snprintf(err, errlen, __VA_ARGS__);                                                                    \
+		return -(e);                                                                                           \
+	})
 
 static int mkdir_parents(int rootfd, const char *rel)
 {
@@ -221,6 +225,79 @@ static int copy_into(int rootfd, const char *rel, int src, mode_t mode)
 	return 0;
 }
 
+/* Landlock: whatever descriptor the daemon comes by (a compromised QEMU can
+ * send it one over the vhost-user socket), it can open nothing but what is
+ * beneath its own root (read, execute: its binary, libraries, /proc) and
+ * /shared (what the volume allows). open_by_handle_at opens a path like any
+ * other open, so a handle of a host file decodes but its open is refused.
+ * Applied while still root (no no_new_privs: it would void the file
+ * capability); it holds across the uid drop and exec. */
+/* Debian 12's headers stop at landlock ABI 2: the later fields, from the
+ * kernel's uapi (stable ABI) */
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+#ifndef LANDLOCK_ACCESS_FS_IOCTL_DEV
+#define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15)
+#endif
+#define LL_ACCESS_NET_BIND_TCP (1ULL << 0)
+#define LL_ACCESS_NET_CONNECT_TCP (1ULL << 1)
+#define LL_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
+#define LL_SCOPE_SIGNAL (1ULL << 1)
+struct ll_ruleset_attr {
+	uint64_t handled_access_fs, handled_access_net, scoped;
+};
+
+static int landlock_sandbox(bool readonly, char *err, size_t errlen)
+{
+	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+	if (abi < 1)
+		FAIL(abi < 0 ? errno : ENOSYS,
+		     "landlock is not available in this kernel (boxkit needs it for virtiofsd)");
+	uint64_t read_x = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
+	uint64_t all = read_x | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR |
+		       LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |
+		       LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |
+		       LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM;
+	if (abi >= 2)
+		all |= LANDLOCK_ACCESS_FS_REFER;
+	if (abi >= 3)
+		all |= LANDLOCK_ACCESS_FS_TRUNCATE;
+	if (abi >= 5)
+		all |= LANDLOCK_ACCESS_FS_IOCTL_DEV;
+	struct ll_ruleset_attr ra = { .handled_access_fs = all };
+	size_t size = offsetof(struct ll_ruleset_attr, handled_access_net);
+	if (abi >= 4) {
+		ra.handled_access_net = LL_ACCESS_NET_BIND_TCP | LL_ACCESS_NET_CONNECT_TCP;
+		size = offsetof(struct ll_ruleset_attr, scoped);
+	}
+	if (abi >= 6) {
+		ra.scoped = LL_SCOPE_ABSTRACT_UNIX_SOCKET | LL_SCOPE_SIGNAL;
+		size = sizeof(ra);
+	}
+	cleanup_close int rs = (int)syscall(SYS_landlock_create_ruleset, &ra, size, 0);
+	if (rs < 0)
+		FAIL(errno, "landlock_create_ruleset");
+	static const char *const dirs[] = { "/", "/shared" };
+	for (int i = 0; i < 2; i++) {
+		cleanup_close int d = open(dirs[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+		struct landlock_path_beneath_attr pb = { .allowed_access = i == 0 || readonly ? read_x : all,
+							 .parent_fd = d };
+		if (d < 0 || syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
+			FAIL(errno, "landlock rule for '%s'", dirs[i]);
+	}
+	if (syscall(SYS_landlock_restrict_self, rs, 0) < 0)
+		FAIL(errno, "landlock_restrict_self");
+	return 0;
+}
+
+/* in the parent, before the child may run: the record first */
+static int vfsd_forked(void *p, pid_t pid)
+{
+	const struct vfsd_ctx *c = p;
+	return run_add_process(c->vm->homefd, c->vm->run_id, RUN_PROCESSES, "virtiofsd", pid);
+}
+
 static int vfsd_setup(void *p, char *err, size_t errlen)
 {
 	const struct vfsd_ctx *c = p;
@@ -229,7 +306,7 @@ static int vfsd_setup(void *p, char *err, size_t errlen)
 
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		FAIL(errno, "make mounts private");
-	if (mount("tmpfs", c->attach, "tmpfs", MS_NODEV, "mode=0755," VFSD_ROOT_SIZE) < 0)
+	if (mount("tmpfs", c->attach, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755," VFSD_ROOT_SIZE) < 0)
 		FAIL(errno, "mount the sandbox's tmpfs");
 	cleanup_close int root = open(c->attach, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
@@ -243,14 +320,22 @@ static int vfsd_setup(void *p, char *err, size_t errlen)
 	}
 	if ((r = copy_into(root, "virtiofsd", c->bin, 0755)) < 0)
 		FAIL(-r, "copy virtiofsd into the sandbox");
-	{
-		cleanup_close int bfd = openat(root, "virtiofsd", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (bfd < 0 || fsetxattr(bfd, "security.capability", c->cap, c->caplen, 0) < 0)
-			FAIL(errno, "set virtiofsd's file capability in the sandbox");
+	if (!c->file) {
+		if (mkdirat(root, "shared", 0755) < 0 ||
+		    sys_move_mount(c->tree, "", root, "shared", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			FAIL(errno, "attach the share at /shared");
+	} else {
+		/* a file mount: /shared holds one name, the pinned file bound there */
+		char at[300];
+		snprintf(at, sizeof(at), "shared/%s", c->file);
+		int mp = -1;
+		if (mkdirat(root, "shared", 0755) < 0 ||
+		    (mp = openat(root, at, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0)
+			FAIL(errno, "create the file mount's point");
+		close(mp);
+		if (sys_move_mount(c->tree, "", root, at, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			FAIL(errno, "bind the file at /shared/%s", c->file);
 	}
-	if (mkdirat(root, "shared", 0755) < 0 ||
-	    sys_move_mount(c->tree, "", root, "shared", MOVE_MOUNT_F_EMPTY_PATH) < 0)
-		FAIL(errno, "attach the share at /shared");
 	snprintf(path, sizeof(path), "%s/proc", c->attach);
 	if (mkdirat(root, "proc", 0555) < 0 ||
 	    mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible") < 0)
@@ -258,8 +343,10 @@ static int vfsd_setup(void *p, char *err, size_t errlen)
 	if (chdir(c->attach) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
 	    chdir("/") < 0)
 		FAIL(errno, "pivot_root into the sandbox");
-	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV, NULL) < 0)
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV | MS_NOSUID, NULL) < 0)
 		FAIL(errno, "make the sandbox root read-only");
+	if ((r = landlock_sandbox(c->readonly, err, errlen)) < 0)
+		return r;
 	/* at most VFSD_NOFILE (never above the hard limit: raising it needs
 	 * CAP_SYS_RESOURCE, which some hosts' bounding sets lack) */
 	struct rlimit nofile, core = { 0, 0 };
@@ -270,15 +357,31 @@ static int vfsd_setup(void *p, char *err, size_t errlen)
 	nofile.rlim_cur = nofile.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &nofile) < 0 || setrlimit(RLIMIT_CORE, &core) < 0)
 		FAIL(errno, "setrlimit");
-	/* no capability but the one the copy's file capability grants; no
-	 * no_new_privs, which would void that file capability */
+	/* the VM's uid with exactly one capability, CAP_DAC_READ_SEARCH, which
+	 * mandatory file handles need: kept across the uid drop and raised as
+	 * an ambient capability, so it survives exec without a file
+	 * capability. So exec gains nothing (the parent-death signal holds, no
+	 * secure-exec), and no_new_privs can be set. */
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		FAIL(errno, "PR_SET_KEEPCAPS");
 	if ((r = drop_to_user(c->uid, c->gid, CAP_DAC_READ_SEARCH)) < 0)
 		FAIL(-r, "drop to the VM's uid");
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	uint32_t bit = 1u << CAP_DAC_READ_SEARCH;
+	struct __user_cap_data_struct d[2] = { { .effective = bit, .permitted = bit, .inheritable = bit }, { 0 } };
+	if (syscall(SYS_capset, &h, d) < 0)
+		FAIL(errno, "capset");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0) < 0)
+		FAIL(errno, "raise CAP_DAC_READ_SEARCH as an ambient capability");
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		FAIL(errno, "no_new_privs");
 	return 0;
 }
 
-/* The vfsd-cap-install copy: its descriptor, its file capability (checked to
- * be exactly cap_dac_read_search=ep) and the libraries it needs. */
+/* The vfsd-cap-install copy (a verified copy of a virtiofsd with mandatory
+ * file handles): its descriptor and the libraries it needs. Its file
+ * capability is not used: the sandbox hands the daemon its one capability
+ * as an ambient one. */
 static int vfsd_binary(struct vm *vm)
 {
 	char path[PATH_MAX], missing[NAME_MAX + 1], dir[PATH_MAX], tool[PATH_MAX + 32];
@@ -292,27 +395,27 @@ static int vfsd_binary(struct vm *vm)
 	if (nl)
 		*nl = 0;
 	if (r != 0 || !path[0])
-		return log_error("vfsd-cap-install failed (exit %d): no virtiofsd with file handles to serve the volumes", r),
+		return log_error(
+			       "vfsd-cap-install failed (exit %d): no virtiofsd with file handles to serve the volumes",
+			       r),
 		       EXIT_LAUNCH;
-	vm->vfsd_bin = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (vm->vfsd_bin < 0)
+	/* never blocks (a FIFO planted there is refused), checked on the descriptor */
+	struct stat st;
+	vm->vfsd_bin = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (vm->vfsd_bin < 0 || fstat(vm->vfsd_bin, &st) < 0)
 		return log_sys(errno, "cannot open '%s'", path), EXIT_LAUNCH;
-	cap_t have = cap_get_fd(vm->vfsd_bin), want = cap_from_text("cap_dac_read_search=ep");
-	bool same = have && want && cap_compare(have, want) == 0;
-	cap_free(have);
-	cap_free(want);
-	ssize_t n = fgetxattr(vm->vfsd_bin, "security.capability", vm->vfsd_cap, sizeof(vm->vfsd_cap));
-	if (!same || n <= 0)
-		return log_error("'%s' does not carry exactly cap_dac_read_search=ep; run vfsd-cap-install", path),
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+		return log_error("'%s' is not a regular file of ours that only we can write; run vfsd-cap-install",
+				 path),
 		       EXIT_LAUNCH;
-	vm->vfsd_caplen = (size_t)n;
 	vm->vfsd_deps = malloc(sizeof(*vm->vfsd_deps));
 	if (!vm->vfsd_deps)
 		return log_sys(ENOMEM, "out of memory"), EXIT_LAUNCH;
 	snprintf(dir, sizeof(dir), "%s", path);
 	*strrchr(dir, '/') = 0;
 	if ((r = elf_deps(vm->vfsd_bin, dir, vm->vfsd_deps, missing, sizeof(missing))) < 0)
-		return log_sys(r, "cannot list the libraries of '%s'%s%s", path, missing[0] ? ": missing " : "", missing),
+		return log_sys(r, "cannot list the libraries of '%s'%s%s", path, missing[0] ? ": missing " : "",
+			       missing),
 		       EXIT_LAUNCH;
 	return 0;
 }
@@ -322,7 +425,8 @@ static int start_one(struct vm *vm, struct volume *v, int idx)
 	char fdarg[16] = "--fd=3", msg[1024], harg[64];
 	/* test builds only: BOXKIT_TEST_VFSD_HANDLES=never shows what mandatory handles save */
 	const char *handles = test_getenv("BOXKIT_TEST_VFSD_HANDLES");
-	snprintf(harg, sizeof(harg), "--inode-file-handles=%s", handles && !strcmp(handles, "never") ? "never" : "mandatory");
+	snprintf(harg, sizeof(harg), "--inode-file-handles=%s",
+		 handles && !strcmp(handles, "never") ? "never" : "mandatory");
 	int logp[2], nul[2], r;
 
 	snprintf(v->sock_name, sizeof(v->sock_name), "vfs%d.sock", idx);
@@ -347,16 +451,36 @@ static int start_one(struct vm *vm, struct volume *v, int idx)
 	if (sys_mount_setattr(v->tree, "", AT_EMPTY_PATH, &ma) < 0)
 		return log_sys(errno, "cannot set the attributes of volume %s", v->e.tag), EXIT_LAUNCH;
 
-	if (pipe2(logp, O_CLOEXEC) < 0 || pipe2(nul, O_CLOEXEC) < 0)
+	if (pipe2(logp, O_CLOEXEC) < 0)
 		return log_sys(errno, "pipe"), EXIT_LAUNCH;
+	if (pipe2(nul, O_CLOEXEC) < 0) {
+		close(logp[0]);
+		close(logp[1]);
+		return log_sys(errno, "pipe"), EXIT_LAUNCH;
+	}
 	close(nul[1]); /* stdin: at EOF */
-	char *argv[] = { "virtiofsd", fdarg, "--shared-dir=/shared", "--cache=auto", harg, "--sandbox=none", "--log-level=error", "--rlimit-nofile=0",
-			 v->e.readonly ? "--readonly" : NULL, NULL };
+	char *argv[] = { "virtiofsd",
+			 fdarg,
+			 "--shared-dir=/shared",
+			 "--cache=auto",
+			 harg,
+			 "--sandbox=none",
+			 "--log-level=error",
+			 "--rlimit-nofile=0",
+			 v->e.readonly ? "--readonly" : NULL,
+			 NULL };
 	char runenv[4300];
 	snprintf(runenv, sizeof(runenv), "BOXKIT_RUN_DIR=%s", vm->run_dir);
 	char *envp[] = { "PATH=/", "LC_ALL=C", runenv, NULL };
-	struct vfsd_ctx ctx = { .tree = v->tree, .bin = vm->vfsd_bin, .cap = vm->vfsd_cap, .caplen = vm->vfsd_caplen,
-				.deps = vm->vfsd_deps, .attach = vm->run_dir, .uid = vm->uid, .gid = vm->gid };
+	struct vfsd_ctx ctx = { .vm = vm,
+				.tree = v->tree,
+				.file = v->e.is_file ? v->file_name : NULL,
+				.readonly = v->e.readonly,
+				.bin = vm->vfsd_bin,
+				.deps = vm->vfsd_deps,
+				.attach = vm->run_dir,
+				.uid = vm->uid,
+				.gid = vm->gid };
 	struct spawn_fd fds[] = { { nul[0], 0 }, { logp[1], 1 }, { logp[1], 2 }, { lfd, 3 } };
 	struct spawn sp = { .path = "/virtiofsd",
 			    .exec_fd = -1,
@@ -367,6 +491,7 @@ static int start_one(struct vm *vm, struct volume *v, int idx)
 			    .ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
 			    .pdeathsig = SIGKILL,
 			    .setup = vfsd_setup,
+			    .forked = vfsd_forked,
 			    .ctx = &ctx };
 	r = spawn_run(&sp, &v->vfsd, msg, sizeof(msg));
 	close(nul[0]);
@@ -380,8 +505,6 @@ static int start_one(struct vm *vm, struct volume *v, int idx)
 	}
 	v->log = logp[0];
 	fcntl(v->log, F_SETFL, O_NONBLOCK);
-	if ((r = run_add_process(vm->homefd, vm->run_id, RUN_PROCESSES, "virtiofsd", v->vfsd)) < 0)
-		return log_sys(r, "cannot record virtiofsd"), EXIT_LAUNCH;
 	log_debug("virtiofsd pid %d serves '%s' as tag %s%s", v->vfsd, v->e.source, v->e.tag,
 		  v->e.readonly ? " (read-only)" : "");
 	return 0;
@@ -452,8 +575,8 @@ int shares_reap(struct vm *vm, pid_t pid, int status, bool complain)
 			v->vfsd = -1;
 			shares_drain_log(v);
 			if (complain && vm->qemu > 0)
-				log_error("virtiofsd for share %s ('%s') exited (status %d) while the VM ran: %s", v->e.tag,
-					  v->e.source, status, v->log_len ? v->log_tail : "(no log)");
+				log_error("virtiofsd for share %s ('%s') exited (status %d) while the VM ran: %s",
+					  v->e.tag, v->e.source, status, v->log_len ? v->log_tail : "(no log)");
 			return i;
 		}
 	return -1;

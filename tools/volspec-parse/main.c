@@ -22,6 +22,7 @@ static struct {
 	bool from_stdin;
 	const char *check_file;
 	const char *run;
+	const char *remove;
 } arg;
 
 struct entry {
@@ -37,6 +38,7 @@ static void usage(FILE *f)
 	fputs("Usage: volspec-parse [--home DIR] [--dry-run] SPEC...\n"
 	      "       volspec-parse [--home DIR] -            (one spec per line on stdin)\n"
 	      "       volspec-parse [--home DIR] --check [FILE|-]\n"
+	      "       volspec-parse [--home DIR] --remove NAME\n"
 	      "\n"
 	      "Turn volume specs into JSON lines and create the boxkit-managed volume\n"
 	      "directories they name. Host paths are never mountable.\n"
@@ -65,16 +67,17 @@ static void usage(FILE *f)
 static int parse_argv(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "home", required_argument, NULL, 'H' }, { "check", no_argument, NULL, 'c' },
-		{ "dry-run", no_argument, NULL, 'n' },	  { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },	  { "run", required_argument, NULL, 'r' },
-		{ 0 },
+		{ "home", required_argument, NULL, 'H' },   { "check", no_argument, NULL, 'c' },
+		{ "dry-run", no_argument, NULL, 'n' },	    { "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },	    { "run", required_argument, NULL, 'r' },
+		{ "remove", required_argument, NULL, 'R' }, { 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "+hv", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H': arg.home = optarg; break;
 		case 'c': arg.check = true; break;
+		case 'R': arg.remove = optarg; break;
 		case 'n': arg.dry_run = true; break;
 		case 'r':
 			if (!run_id_valid(optarg)) {
@@ -87,6 +90,13 @@ static int parse_argv(int argc, char **argv)
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); return -1;
 		}
+	}
+	if (arg.remove) {
+		if (optind != argc || arg.check) {
+			log_error("--remove NAME takes nothing else");
+			return -1;
+		}
+		return 0;
 	}
 	if (arg.check) {
 		if (argc - optind > 1) {
@@ -173,9 +183,10 @@ static int check_subpath(int volfd, const char *home, struct entry *e)
 		return EXIT_REFUSED;
 	}
 	if (fd == -ELOOP || fd == -EXDEV) {
-		log_error("'%s': volume-subpath '%s' goes through a symlink or a mount and could resolve outside volume "
-			  "'%s'",
-			  e->spec, e->v.subpath, e->v.name);
+		log_error(
+			"'%s': volume-subpath '%s' goes through a symlink or a mount and could resolve outside volume "
+			"'%s'",
+			e->spec, e->v.subpath, e->v.name);
 		return EXIT_REFUSED;
 	}
 	if (fd < 0)
@@ -217,20 +228,21 @@ static void rollback(int namedfd, int anonfd, struct entry *ents, int n)
 	}
 }
 
-/* <parent>/<name>, a real directory of ours (made 0700 when missing) */
-static int open_root_dir(int parent, const char *name, const char *what)
+/* <parent>/<name>, a real directory of ours (made 0700 when missing), in
+ * *fd. 0, EXIT_REFUSED, or -errno (logged). */
+static int open_root_dir(int parent, const char *name, const char *what, int *fd)
 {
 	if (mkdirat(parent, name, 0700) < 0 && errno != EEXIST)
-		return -log_sys(errno, "cannot create %s", what);
-	int fd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
+		return log_sys(errno, "cannot create %s", what);
+	*fd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd < 0) {
 		if (errno == ELOOP || errno == ENOTDIR) {
 			log_error("%s is a symlink or not a directory; refusing it", what);
-			return -EXIT_REFUSED;
+			return EXIT_REFUSED;
 		}
-		return -log_sys(errno, "cannot open %s", what);
+		return log_sys(errno, "cannot open %s", what);
 	}
-	return fd;
+	return 0;
 }
 
 static int materialise(int homefd, const char *home, struct entry *ents, int n)
@@ -238,10 +250,10 @@ static int materialise(int homefd, const char *home, struct entry *ents, int n)
 	cleanup_close int volfd = -1, namedfd = -1, anonfd = -1;
 	int r;
 
-	if ((volfd = open_root_dir(homefd, VOL_STORE_DIR, "the volume store")) < 0 ||
-	    (namedfd = open_root_dir(volfd, VOL_ROOT_NAMED, "the named volume root")) < 0 ||
-	    (anonfd = open_root_dir(volfd, VOL_ROOT_ANONYMOUS, "the anonymous volume root")) < 0)
-		return volfd < 0 ? -volfd : namedfd < 0 ? -namedfd : -anonfd;
+	if ((r = open_root_dir(homefd, VOL_STORE_DIR, "the volume store", &volfd)) != 0 ||
+	    (r = open_root_dir(volfd, VOL_ROOT_NAMED, "the named volume root", &namedfd)) != 0 ||
+	    (r = open_root_dir(volfd, VOL_ROOT_ANONYMOUS, "the anonymous volume root", &anonfd)) != 0)
+		return r;
 
 	for (int i = 0; i < n; i++) {
 		struct entry *e = &ents[i];
@@ -257,8 +269,8 @@ static int materialise(int homefd, const char *home, struct entry *ents, int n)
 			/* existing or just made by a concurrent run: it must be a real directory */
 			struct stat st;
 			if (fstatat(namedfd, e->v.name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
-				log_error("volume '%s' exists but is not a directory (a symlink or file at '%s/" VOL_STORE_DIR
-					  "/" VOL_ROOT_NAMED "/%s')",
+				log_error("volume '%s' exists but is not a directory (a symlink or file at "
+					  "'%s/" VOL_STORE_DIR "/" VOL_ROOT_NAMED "/%s')",
 					  e->v.name, home, e->v.name);
 				r = EXIT_REFUSED;
 				goto fail;
@@ -353,7 +365,8 @@ static int run_specs(void)
 		ents[i].spec = specs[i];
 		if (volspec_parse(specs[i], &ents[i].v, err, sizeof(err)) < 0) {
 			if (strlen(specs[i]) > 100 || !utf8_valid(specs[i], strlen(specs[i])))
-				log_error("'%.60s...': %s", utf8_valid(specs[i], strlen(specs[i])) ? specs[i] : "(not UTF-8)", err);
+				log_error("'%.60s...': %s",
+					  utf8_valid(specs[i], strlen(specs[i])) ? specs[i] : "(not UTF-8)", err);
 			else
 				log_error("'%s': %s", specs[i], err);
 			bad++;
@@ -391,8 +404,8 @@ static int run_specs(void)
 		char rel[128];
 		snprintf(rel, sizeof(rel), VOL_ROOT_NAMED "/%s", e->v.name);
 		if (volfd >= 0 && fstatat(volfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
-			log_error("'%s': volume '%s' exists but is not a directory (a symlink or file at '%s/" VOL_STORE_DIR
-				  "/%s')",
+			log_error("'%s': volume '%s' exists but is not a directory (a symlink or file at "
+				  "'%s/" VOL_STORE_DIR "/%s')",
 				  e->spec, e->v.name, home, rel);
 			bad = bad ? bad : EXIT_REFUSED;
 		}
@@ -462,6 +475,42 @@ out_specs:
 	return r;
 }
 
+/* ---- remove a named volume ----------------------------------------------------- */
+
+/* The volume's tree is the guest's: removed by descriptor beneath the named
+ * root, no symlink followed, no mount crossed, in bounded memory (a volume
+ * with a size limit is a mount: box unmounts it first). */
+static int run_remove(void)
+{
+	cleanup_free char *home = NULL;
+	int r;
+	if (!volume_name_valid(arg.remove)) {
+		log_error("invalid volume name '%s'", arg.remove);
+		return EXIT_REFUSED;
+	}
+	if ((r = boxkit_home_canon(arg.home, false, &home)) < 0) {
+		log_error("no volume '%s' (no home)", arg.remove);
+		return EXIT_REFUSED;
+	}
+	cleanup_close int homefd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	cleanup_close int volfd =
+		homefd < 0 ? -1 : openat(homefd, VOL_STORE_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	cleanup_close int named =
+		volfd < 0 ? -1 : open_beneath_noxdev(volfd, VOL_ROOT_NAMED, O_RDONLY | O_DIRECTORY, 0);
+	struct stat st;
+	if (named < 0 || fstatat(named, arg.remove, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		log_error("no volume '%s'", arg.remove);
+		return EXIT_REFUSED;
+	}
+	r = rm_tree_at(named, arg.remove);
+	if (r == -EBUSY) {
+		log_error("volume '%s' holds a mount (a size limit's filesystem still mounted?); not removing it",
+			  arg.remove);
+		return EXIT_REFUSED;
+	}
+	return r < 0 ? log_sys(r, "cannot remove volume '%s'", arg.remove) : 0;
+}
+
 /* ---- check mode (the runtime gate) -------------------------------------------- */
 
 static int run_check(void)
@@ -498,7 +547,7 @@ static int run_check(void)
 	r = 0;
 	for (size_t i = 0; i < n; i++) {
 		int pinned = -1;
-		int g = volfd < 0 ? -EINVAL : vol_gate(home, volfd, &ents[i], &pinned, err, sizeof(err));
+		int g = volfd < 0 ? -EINVAL : vol_gate(home, homefd, volfd, &ents[i], &pinned, err, sizeof(err));
 		if (volfd < 0)
 			snprintf(err, sizeof(err), "no volume store at '%s/" VOL_STORE_DIR "'", home);
 		if (g == -EINVAL) {
@@ -517,15 +566,20 @@ static int run_check(void)
 	return r;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	int r;
 
 	log_init(argv[0]);
 	if (parse_argv(argc, argv) < 0)
 		return EXIT_USAGE;
-	r = arg.check ? run_check() : run_specs();
+	r = arg.remove ? run_remove() : arg.check ? run_check() : run_specs();
 	if (close_stdout() < 0 && r == 0)
 		r = log_sys(errno ? errno : EIO, "cannot write stdout");
 	return r;
+}
+
+int main(int argc, char **argv)
+{
+	return tool_exit(tool_main(argc, argv));
 }
