@@ -58,7 +58,9 @@ int run_capture(const char *path, char *const argv[], bool merge_stderr, char *o
 		return -e;
 	}
 	struct spawn_fd fds[] = { { nul, 0 }, { p[1], 1 }, { merge_stderr ? p[1] : STDERR_FILENO, 2 } };
-	struct spawn s = { .path = path, .exec_fd = -1, .argv = argv, .envp = envp, .fds = fds, .nfds = ARRAY_SIZE(fds) };
+	struct spawn s = {
+		.path = path, .exec_fd = -1, .argv = argv, .envp = envp, .fds = fds, .nfds = ARRAY_SIZE(fds)
+	};
 	int r = spawn_run(&s, &pid, msg, sizeof(msg));
 	close(p[1]);
 	if (r < 0) {

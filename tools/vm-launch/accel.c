@@ -79,13 +79,36 @@ static bool kvm_boots(const char *qemu, const char *kernel, double *secs)
 		return false;
 	int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	char *argv[] = { (char *)qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host", "-m", "128",
-			 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
-			 "-kernel", (char *)kernel, "-append", "console=ttyS0 panic=-1 reboot=t", NULL };
+	char *argv[] = { (char *)qemu,
+			 "-M",
+			 "microvm,acpi=off",
+			 "-accel",
+			 "kvm",
+			 "-cpu",
+			 "host",
+			 "-m",
+			 "128",
+			 "-nodefaults",
+			 "-no-user-config",
+			 "-display",
+			 "none",
+			 "-no-reboot",
+			 "-serial",
+			 "stdio",
+			 "-kernel",
+			 (char *)kernel,
+			 "-append",
+			 "console=ttyS0 panic=-1 reboot=t",
+			 NULL };
 	char *envp[] = { "PATH=/usr/bin:/bin", "LC_ALL=C", NULL };
 	struct spawn_fd fds[] = { { nul, 0 }, { p[1], 1 }, { p[1], 2 } };
-	struct spawn s = { .path = qpath, .exec_fd = -1, .argv = argv, .envp = envp, .fds = fds,
-			   .nfds = ARRAY_SIZE(fds), .pdeathsig = SIGKILL };
+	struct spawn s = { .path = qpath,
+			   .exec_fd = -1,
+			   .argv = argv,
+			   .envp = envp,
+			   .fds = fds,
+			   .nfds = ARRAY_SIZE(fds),
+			   .pdeathsig = SIGKILL };
 	char msg[512];
 	pid_t pid;
 	int sr = nul < 0 ? -EBADF : spawn_run(&s, &pid, msg, sizeof(msg));
