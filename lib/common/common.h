@@ -121,6 +121,12 @@ bool utf8_valid(const char *s, size_t n);
 /* true when `s` is a relative path with no empty, "." or ".." component */
 bool path_is_clean_relative(const char *s);
 
+/* ---- the new mount API (glibc 2.36 has no wrappers for all of it) ---- */
+int sys_open_tree(int dfd, const char *path, unsigned flags);
+int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned flags);
+struct mount_attr;
+int sys_mount_setattr(int dfd, const char *path, unsigned flags, struct mount_attr *a);
+
 /* ---- removing trees someone else built ---- */
 /* Remove parent/name and everything beneath it: never follows a symlink,
  * never leaves parent/name's filesystem, never enters a mount root (what is

@@ -68,6 +68,20 @@ enum frame_type {
 #define GUEST_INIT "/sbin/boxkit-init"
 #define CONTAINER_INIT "/.boxkit-init"
 
+/* a volume's tag (its virtiofs tag and its guest directory's name): 1 to
+ * GUEST_TAG_MAX characters of [A-Za-z0-9_-] */
+#define GUEST_TAG_MAX 36
+static inline int guest_tag_valid(const char *t, size_t n)
+{
+	if (n == 0 || n > GUEST_TAG_MAX || strlen(t) != n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
+		      t[i] == '_' || t[i] == '-'))
+			return 0;
+	return 1;
+}
+
 static inline void le32_put(unsigned char *p, uint32_t v)
 {
 	p[0] = (unsigned char)v;

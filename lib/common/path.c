@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/mount.h>
 #include <linux/openat2.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -243,4 +244,19 @@ int write_file_atomic(int dirfd, const char *name, const void *data, size_t len,
 fail:
 	unlinkat(dirfd, tmp, 0);
 	return r;
+}
+
+int sys_open_tree(int dfd, const char *path, unsigned flags)
+{
+	return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+
+int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned flags)
+{
+	return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
+}
+
+int sys_mount_setattr(int dfd, const char *path, unsigned flags, struct mount_attr *a)
+{
+	return (int)syscall(SYS_mount_setattr, dfd, path, flags, a, sizeof(*a));
 }

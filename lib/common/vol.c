@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "vol.h"
 #include "common.h"
+#include "guest-abi.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -19,13 +20,7 @@ static int refuse(char *err, size_t errlen, const char *fmt, ...)
 
 bool vol_tag_valid(const char *t, size_t n)
 {
-	if (n == 0 || n > VOL_TAG_MAX || strlen(t) != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
-		      t[i] == '_' || t[i] == '-'))
-			return false;
-	return true;
+	return guest_tag_valid(t, n);
 }
 
 bool vol_ulid_valid(const char *s, size_t n)

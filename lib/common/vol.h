@@ -24,7 +24,7 @@
 #define VOL_ENTRIES_MAX 256
 #define VOL_LINE_MAX 16384
 #define VOL_JSON_DEPTH 4
-#define VOL_TAG_MAX 36
+#define VOL_TAG_MAX 36 /* GUEST_TAG_MAX */
 #define VOL_STORE_DIR "volumes"
 #define VOL_ROOT_NAMED "named"
 #define VOL_ROOT_ANONYMOUS "anonymous"

@@ -124,6 +124,22 @@ assert_clean() {
 	assert_clean
 }
 
+@test "a signal reaches the workload (it handles it and its status is the answer), also while it never reads the stdin that keeps coming" {
+	# the workload traps TERM and exits 5; stdin never ends and is never read
+	yes | env --default-signal=INT box run -- sh -c 'trap "echo got-term; exit 5" TERM; echo ready; while :; do sleep 0.1; done' >"$BATS_TEST_TMPDIR/out" 2>&1 &
+	bp=$!
+	for _ in $(seq 300); do grep -q ready "$BATS_TEST_TMPDIR/out" && break; sleep 0.1; done
+	sleep 1
+	SECONDS=0
+	kill -TERM "$bp"
+	rc=0
+	wait "$bp" || rc=$?
+	assert_eq "$rc" 5 "the workload's own status"
+	grep -q got-term "$BATS_TEST_TMPDIR/out"
+	[ "$SECONDS" -le 3 ]
+	assert_clean
+}
+
 @test "--timeout 2 on sleep 60 ends with 125 and nothing left" {
 	SECONDS=0
 	run -125 --separate-stderr timeout 120 box run --timeout 2 -- sleep 60

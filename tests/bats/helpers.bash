@@ -103,3 +103,24 @@ own_procs() {
 		fi
 	done
 }
+
+# vm_suite_setup: what the suites that boot VMs with volumes need: root, the
+# kernel, the images, the provisioned virtiofsd, a home of the test's own
+# with its volume store (2G, sparse); N is its named volume root
+vm_suite_setup() {
+	need_root
+	[ -f "$TOP/build/kernels/lean/vmlinux" ] || skip "lean kernel not built: run 'make kernel-lean'"
+	[ -f "$TOP/build/images/system.ext4" ] || skip "guest images not built: run 'make image'"
+	[ -x "$TOP/build/virtiofsd/virtiofsd" ] || skip "no provisioned virtiofsd: run 'make deps'"
+	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home BOXKIT_STORE_SIZE=2G
+	box setup
+	N=$BOXKIT_HOME/volumes/named
+}
+
+# stage_jail ID [VMM]: a jail for vm-launch --chroot in $BATS_TEST_TMPDIR/j.json
+stage_jail() {
+	chroot-stage create --home "$BOXKIT_HOME" --id "$1" --vmm "${2:-$(command -v qemu-system-x86_64)}" \
+		--uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" \
+		--drive "$(readlink -f "$TOP/build/images/system.ext4")" \
+		--drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
+}

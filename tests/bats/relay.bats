@@ -103,7 +103,8 @@ vm_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 	size=$(($(stat -c %s "$d/console.log") + $(stat -c %s "$d/console.log.1")))
 	echo "console: $size bytes kept, vm-launch RSS $(vm_rss_kb "$vp") kB" >&3
 	[ "$size" -le $((1024 * 1024)) ]
-	[ "$size" -gt $((512 * 1024)) ]
+	# it did rotate: the previous file is (nearly) full
+	[ "$(stat -c %s "$d/console.log.1")" -ge $((400 * 1024)) ]
 	[ "$(vm_rss_kb "$vp")" -lt 32768 ]
 	stops_within 1000 TERM
 }

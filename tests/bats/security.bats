@@ -9,13 +9,7 @@
 load helpers
 
 setup() {
-	need_root
-	[ -f "$TOP/build/kernels/lean/vmlinux" ] || skip "lean kernel not built: run 'make kernel-lean'"
-	[ -f "$TOP/build/images/system.ext4" ] || skip "guest images not built: run 'make image'"
-	[ -x "$TOP/build/virtiofsd/virtiofsd" ] || skip "no provisioned virtiofsd: run 'make deps'"
-	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home BOXKIT_STORE_SIZE=2G
-	box setup
-	N=$BOXKIT_HOME/volumes/named
+	vm_suite_setup
 	P=$BATS_TEST_TMPDIR/pause
 	mkdir -p "$P"
 	U=$(id -u boxkit-vm)
@@ -52,19 +46,25 @@ make_victim() {
 	victim_before=$(stat -c '%u:%g %a %h' "$V" "$V/secret")
 }
 
-@test "race, ownership: the subpath is swapped for a symlink to a host directory after the gate; that directory is not given to the VM's uid" {
+# swap_sub_run SPEC CMD: a run of the subpath `sub` (marker: original),
+# stopped after the gate; sub is then swapped for a symlink to the victim
+swap_sub_run() {
 	make_victim
 	mkdir -p "$N/shared/sub" && echo original >"$N/shared/sub/marker"
-	paused_run -v 'src=shared,dst=/d,volume-subpath=sub' -- sh -c 'cat /d/marker; cat /d/secret || true'
+	paused_run -v "$1" -- sh -c "$2"
 	mv "$N/shared/sub" "$N/shared/sub.orig"
 	ln -s "$V" "$N/shared/sub"
 	resume
 	assert_eq "$rc" 0 "exit status"
+	! grep -q host-secret <<<"$out"
 	assert_eq "$(stat -c '%u:%g %a %h' "$V" "$V/secret")" "$victim_before" "the host directory"
+}
+
+@test "race, ownership: the subpath is swapped for a symlink to a host directory after the gate; that directory is not given to the VM's uid" {
+	swap_sub_run 'src=shared,dst=/d,volume-subpath=sub' 'cat /d/marker; cat /d/secret || true'
 	# what was pinned was given to the VM's uid, and served
 	assert_eq "$(stat -c %u "$N/shared/sub.orig")" "$U" "the pinned directory's owner"
 	assert_eq "$(head -1 <<<"$out")" original
-	! grep -q host-secret <<<"$out"
 }
 
 @test "race, file mount: the file's directory is swapped for a symlink into another volume after the gate; that volume's file is never linked or served" {
@@ -82,16 +82,8 @@ make_victim() {
 }
 
 @test "race, virtiofsd's shared directory: the subpath is swapped for a symlink to a host directory after the gate; virtiofsd serves the pinned directory, never the host one" {
-	make_victim
-	mkdir -p "$N/shared/sub" && echo original >"$N/shared/sub/marker"
-	paused_run -v 'src=shared,dst=/d,volume-subpath=sub,readonly' -- sh -c 'ls /d; cat /d/secret 2>&1 || true'
-	mv "$N/shared/sub" "$N/shared/sub.orig"
-	ln -s "$V" "$N/shared/sub"
-	resume
-	assert_eq "$rc" 0 "exit status"
+	swap_sub_run 'src=shared,dst=/d,volume-subpath=sub,readonly' 'ls /d; cat /d/secret 2>&1 || true'
 	assert_eq "$(head -1 <<<"$out")" marker "what the guest sees in the share"
-	! grep -q host-secret <<<"$out"
-	assert_eq "$(stat -c '%u:%g %a %h' "$V" "$V/secret")" "$victim_before" "the host directory"
 }
 
 @test "race driven by a real guest: another run's guest swaps the subpath for a symlink to a host directory at the exact point" {
@@ -240,9 +232,7 @@ make_victim() {
 	cp "$TEST_HELPERS/fakevmm" "$BATS_TEST_TMPDIR/vmm/fakevmm-sendfd"
 	volspec-parse --home "$BOXKIT_HOME" probe:/p >"$BATS_TEST_TMPDIR/v.jsonl"
 	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
-	chroot-stage create --home "$BOXKIT_HOME" --id sendfd --vmm "$BATS_TEST_TMPDIR/vmm/fakevmm-sendfd" --uid "$U" --gid "$(id -g boxkit-vm)" \
-		--kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" \
-		--drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
+	stage_jail sendfd "$BATS_TEST_TMPDIR/vmm/fakevmm-sendfd"
 	BOXKIT_VIRTIOFSD=$TEST_HELPERS/vfsd-probe run -125 --separate-stderr timeout 120 vm-launch --home "$BOXKIT_HOME" \
 		--accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
 	chroot-stage destroy --home "$BOXKIT_HOME" --id sendfd

@@ -4,13 +4,7 @@
 load helpers
 
 setup() {
-	need_root
-	[ -f "$TOP/build/kernels/lean/vmlinux" ] || skip "lean kernel not built: run 'make kernel-lean'"
-	[ -f "$TOP/build/images/system.ext4" ] || skip "guest images not built: run 'make image'"
-	[ -x "$TOP/build/virtiofsd/virtiofsd" ] || skip "no provisioned virtiofsd: run 'make deps'"
-	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home BOXKIT_STORE_SIZE=2G
-	box setup
-	N=$BOXKIT_HOME/volumes/named
+	vm_suite_setup
 }
 
 teardown() {
@@ -62,8 +56,7 @@ boxrun() { timeout 300 box run "$@"; }
 	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
 	mkdir -p "$N/xx"
 	echo '{"spec":"x","kind":"named","name":"xx","source":"/etc","target":"/data","readonly":false,"type":"directory","tag":"vol_1"}' >"$BATS_TEST_TMPDIR/v.jsonl"
-	jail=$(chroot-stage create --home "$BOXKIT_HOME" --id gate1 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")")
-	echo "$jail" >"$BATS_TEST_TMPDIR/j.json"
+	stage_jail gate1
 	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
 	assert_contains "$stderr" "volume source '/etc' is not the managed named volume 'xx'"
 	assert_contains "$stderr" "no VM was started"
@@ -81,7 +74,7 @@ boxrun() { timeout 300 box run "$@"; }
 	mkdir -p "$N/xx"
 	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
 	volspec-parse --home "$BOXKIT_HOME" xx:/d >"$BATS_TEST_TMPDIR/v.jsonl"
-	chroot-stage create --home "$BOXKIT_HOME" --id gate2 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
+	stage_jail gate2
 	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
 	assert_contains "$stderr" "is not a filesystem of its own: run 'box setup'"
 	chroot-stage destroy --home "$BOXKIT_HOME" --id gate2
@@ -219,7 +212,7 @@ fd_peak_during() {
 	umount "$N/small"
 	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
 	volspec-parse --home "$BOXKIT_HOME" small:/d >"$BATS_TEST_TMPDIR/v.jsonl"
-	chroot-stage create --home "$BOXKIT_HOME" --id gate3 --vmm "$(command -v qemu-system-x86_64)" --uid "$(id -u boxkit-vm)" --gid "$(id -g boxkit-vm)" --kernel "$TOP/build/kernels/lean/vmlinux" --drive "$(readlink -f "$TOP/build/images/system.ext4")" --drive "$(readlink -f "$TOP/build/images/rootfs.ext4")" >"$BATS_TEST_TMPDIR/j.json"
+	stage_jail gate3
 	run -125 --separate-stderr vm-launch --home "$BOXKIT_HOME" --accel tcg --chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json" --volumes "$BATS_TEST_TMPDIR/v.jsonl"
 	assert_contains "$stderr" "volume 'small' has a size limit but its filesystem is not mounted"
 	chroot-stage destroy --home "$BOXKIT_HOME" --id gate3

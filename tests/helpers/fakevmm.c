@@ -7,6 +7,8 @@
  *   flood     says hello, then sends stdout frames as fast as it can
  *   console   says hello, then writes its console (stdout) as fast as it can
  *   echo      a well-behaved guest: echoes stdin to stdout, exits 0 at EOF
+ * It runs under QEMU's seccomp allow-list (vm-launch applies it to whatever
+ * it starts as QEMU), so it uses only calls on it: ppoll, not poll or pause.
  *   sendfd    a compromised QEMU: connects to each vhost-user socket named
  *             on its command line (path=...) and sends descriptors of its
  *             own root and kernel (both on the host's filesystem) over it */
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static void put(int fd, char type, const void *p, uint32_t n)
@@ -28,6 +31,19 @@ static void put(int fd, char type, const void *p, uint32_t n)
 	le32_put(h + 5, n);
 	if (write(fd, h, sizeof(h)) < 0 || (n && write(fd, p, n) < 0)) {
 	}
+}
+
+static void sleep_forever(void)
+{
+	for (;;)
+		ppoll(NULL, 0, NULL, NULL);
+}
+
+static int wait_fd(int fd, short ev, int ms)
+{
+	struct pollfd pf = { fd, ev, 0 };
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	return ppoll(&pf, 1, ms < 0 ? NULL : &ts, NULL);
 }
 
 static void hello(int fd)
@@ -50,8 +66,7 @@ int main(int argc, char **argv)
 	static char big[FRAME_DATA_MAX];
 	mode = mode ? mode + 1 : "echo";
 	if (!strcmp(mode, "nohello"))
-		for (;;)
-			pause();
+		sleep_forever();
 	if (!strcmp(mode, "sendfd")) {
 		for (int i = 1; i < argc; i++) {
 			const char *p = strstr(argv[i], "path=");
@@ -77,21 +92,18 @@ int main(int argc, char **argv)
 			}
 		}
 		hello(3);
-		for (;;)
-			pause();
+		sleep_forever();
 	}
 	hello(3);
 	if (!strcmp(mode, "stopread"))
-		for (;;)
-			pause();
+		sleep_forever();
 	fcntl(3, F_SETFL, O_NONBLOCK);
 	if (!strcmp(mode, "flood") || !strcmp(mode, "console")) {
 		memset(big, 'x', sizeof(big));
 		for (;;) {
 			drain(3);
 			if (!strcmp(mode, "flood")) {
-				struct pollfd pf = { 3, POLLOUT, 0 };
-				poll(&pf, 1, 100);
+				wait_fd(3, POLLOUT, 100);
 				put(3, FR_STDOUT, big, sizeof(big));
 			} else if (write(1, big, sizeof(big)) < 0) {
 			}
@@ -104,8 +116,7 @@ int main(int argc, char **argv)
 	le32_put(w, STDIN_WINDOW);
 	put(3, FR_WINDOW, w, 4);
 	for (;;) {
-		struct pollfd pf = { 3, POLLIN, 0 };
-		poll(&pf, 1, -1);
+		wait_fd(3, POLLIN, -1);
 		ssize_t n = read(3, in.data + in.len, fbuf_room(&in));
 		if (n == 0)
 			return 1;

@@ -158,18 +158,6 @@ static const char *jstr(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-static bool tag_ok(const char *t)
-{
-	size_t n = strlen(t);
-	if (!n || n > 36)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
-		      t[i] == '_' || t[i] == '-'))
-			return false;
-	return true;
-}
-
 /* A virtiofs share: directories at GUEST_VOLUME_DIR/TAG; a single file's
  * staging share is mounted at a private point, the file bound at
  * GUEST_FILE_DIR/TAG, then the share is detached and the point removed, so
@@ -181,7 +169,7 @@ static void mount_volume(struct json_object *v)
 	char dst[256], stage[256], file[512];
 	unsigned long flags = MS_NOSUID | MS_NODEV;
 
-	if (!tag || !type || !tag_ok(tag))
+	if (!tag || !type || !guest_tag_valid(tag, strlen(tag)))
 		die("bad volume in the plan");
 	if (json_object_object_get_ex(v, "readonly", &rov) && json_object_get_boolean(rov))
 		flags |= MS_RDONLY;

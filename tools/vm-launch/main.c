@@ -174,8 +174,8 @@ static int exit_status(const struct vm *vm, const struct outcome *oc)
 		return EXIT_LAUNCH;
 	if (WIFSIGNALED(vm->qemu_status) && WTERMSIG(vm->qemu_status) == SIGSYS) {
 		log_error("QEMU was killed by its seccomp filter: it made a system call that is not on its allow-list "
-			  "(tools/vm-launch/vm.c; a test build with BOXKIT_TEST_SECCOMP_LOG=1 logs it instead, see "
-			  "tools/dev/qemu-syscalls)");
+			  "(tools/vm-launch/vm.c; tools/dev/qemu-syscalls measures the list, and a test build can log "
+			  "instead of kill)");
 		return EXIT_LAUNCH;
 	}
 	log_error("the VM stopped without reporting an exit status (kernel panic or init failure)");

@@ -569,57 +569,47 @@ static int loop(struct relay *r)
 	return 0;
 }
 
+/* Wait until fd is ready for events; false when a signal (not SIGCHLD) or
+ * the timeout came first (noted in r), or poll failed. */
+static bool wait_ready(struct relay *r, int fd, short events)
+{
+	for (;;) {
+		struct pollfd pf[3] = { { r->sfd, POLLIN, 0 }, { r->tfd, POLLIN, 0 }, { fd, events, 0 } };
+		if (poll(pf, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		struct signalfd_siginfo si;
+		if (pf[0].revents && read(r->sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGCHLD) {
+			r->sig = r->sig ? r->sig : (int)si.ssi_signo;
+			return false;
+		}
+		if (pf[1].revents) {
+			r->timed_out = true;
+			return false;
+		}
+		if (pf[2].revents)
+			return true;
+	}
+}
+
 /* After QEMU: hand the workload's last output to the caller, as long as the
  * caller reads it; a signal or the timeout still ends this at once. */
 static void drain_output(struct relay *r)
 {
 	take_frames(r);
 	for (int k = 0; k < 2; k++) {
-		for (;;) {
-			struct pollfd pf[3] = { { r->sfd, POLLIN, 0 },
-						{ r->tfd, POLLIN, 0 },
-						{ r->pend[k].len ? r->pout[k].loop_end : -1, POLLOUT, 0 } };
-			if (!r->pend[k].len)
-				break;
-			if (poll(pf, 3, -1) < 0 && errno != EINTR)
+		while (r->pend[k].len) {
+			if (!wait_ready(r, r->pout[k].loop_end, POLLOUT))
 				return;
-			if (pf[0].revents) {
-				struct signalfd_siginfo si;
-				if (read(r->sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGCHLD) {
-					r->sig = r->sig ? r->sig : (int)si.ssi_signo;
-					return;
-				}
-			}
-			if (pf[1].revents) {
-				r->timed_out = true;
-				return;
-			}
-			if (pf[2].revents)
-				flush_pend(r, k);
+			flush_pend(r, k);
 		}
 		/* EOF for the thread; wait for it to hand everything over */
 		close(r->pout[k].loop_end);
 		r->pout[k].loop_end = -1;
-		for (;;) {
-			struct pollfd pf[3] = { { r->sfd, POLLIN, 0 },
-						{ r->tfd, POLLIN, 0 },
-						{ r->pout[k].done[0], POLLIN, 0 } };
-			if (poll(pf, 3, -1) < 0 && errno != EINTR)
-				return;
-			if (pf[2].revents)
-				break;
-			if (pf[0].revents) {
-				struct signalfd_siginfo si;
-				if (read(r->sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGCHLD) {
-					r->sig = r->sig ? r->sig : (int)si.ssi_signo;
-					return;
-				}
-			}
-			if (pf[1].revents) {
-				r->timed_out = true;
-				return;
-			}
-		}
+		if (!wait_ready(r, r->pout[k].done[0], POLLIN))
+			return;
 	}
 }
 

@@ -50,19 +50,6 @@
 #define VFSD_NOFILE 65536
 #define VFSD_ROOT_SIZE "size=64m"
 
-static int sys_open_tree(int dfd, const char *path, unsigned flags)
-{
-	return (int)syscall(SYS_open_tree, dfd, path, flags);
-}
-static int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned flags)
-{
-	return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
-}
-static int sys_mount_setattr(int dfd, const char *path, unsigned flags, struct mount_attr *a)
-{
-	return (int)syscall(SYS_mount_setattr, dfd, path, flags, a, sizeof(*a));
-}
-
 int shares_prepare(struct vm *vm)
 {
 	cleanup_fclose FILE *in = fopen(arg.volumes, "re");

@@ -215,15 +215,6 @@ int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 
 /* ---- the jail, in the child, before exec ---------------------------------------------- */
 
-static int sys_open_tree(int dfd, const char *path, unsigned flags)
-{
-	return (int)syscall(SYS_open_tree, dfd, path, flags);
-}
-static int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned flags)
-{
-	return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
-}
-
 #define FAIL(e, ...)                                                                                                   \
 	({                                                                                                             \
 		snprintf(err, errlen, __VA_ARGS__);                                                                    \
