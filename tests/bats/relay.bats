@@ -50,7 +50,7 @@ vm_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 @test "a VMM that never says hello: --timeout ends it (125), and so does each signal within a second" {
 	SECONDS=0
-	run -125 --separate-stderr launch nohello --timeout 1
+	run -125 --separate-stderr timeout 10 "$L" nohello --timeout 1
 	assert_contains "$stderr" "timed out after 1 seconds"
 	[ "$SECONDS" -le 3 ]
 	for sig in INT TERM HUP; do
@@ -64,7 +64,7 @@ vm_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 @test "a VMM that stops reading the channel while stdin keeps coming: --timeout and SIGTERM still work" {
 	SECONDS=0
-	run -125 --separate-stderr launch stopread --timeout 2 </dev/zero
+	run -125 --separate-stderr timeout 10 "$L" stopread --timeout 2 </dev/zero
 	assert_contains "$stderr" "timed out after 2 seconds"
 	[ "$SECONDS" -le 4 ]
 	"$L" stopread </dev/zero >/dev/null 2>&1 &
