@@ -72,6 +72,17 @@ void log_set_level(enum log_level lvl); /* -v raises to debug */
 enum log_level log_get_level(void);
 const char *log_prog(void);
 void log_msg(enum log_level lvl, const char *fmt, ...) _printf_(2, 3);
+/* From now on, log lines go into a bounded queue (64 KiB) that a thread of
+ * their own writes to stderr: a caller that stops reading stderr never
+ * blocks the logger; lines that do not fit are dropped. 0 or -errno. */
+int log_async(void);
+/* Wait at most ms for queued lines to be written. */
+void log_flush(int ms);
+/* text as it is (lines of it), through the same queue */
+void log_text(const char *text);
+/* Replace control characters but newline and tab (a guest's bytes shown on
+ * a terminal must not drive it) in the first n bytes of s, in place. */
+void sanitize_text(char *s, size_t n);
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
@@ -116,6 +127,9 @@ int open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
 int open_beneath_noxdev(int dirfd, const char *rel, int flags, mode_t mode);
 /* true when fd is the root of a mount (STATX_ATTR_MOUNT_ROOT) */
 bool fd_is_mount_root(int fd);
+/* true when fd is the root of a mount of a whole filesystem (not a bind of
+ * a part of one, which would bring the rest of that filesystem along) */
+bool fd_is_fs_mount(int fd);
 /* valid UTF-8 of n bytes, with no NUL */
 bool utf8_valid(const char *s, size_t n);
 /* true when `s` is a relative path with no empty, "." or ".." component */

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include "common.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 static struct {
 	const char *prog;
@@ -39,6 +42,121 @@ const char *log_prog(void)
 	return logst.prog;
 }
 
+/* ---- asynchronous lines: a bounded queue, written by a thread of its own ---- */
+#define ASYNC_CAP 65536
+static struct {
+	bool on;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char buf[ASYNC_CAP];
+	size_t len;
+	unsigned long dropped;
+	bool writing;
+} as = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void *async_writer(void *unused)
+{
+	static char out[ASYNC_CAP];
+	(void)unused;
+	for (;;) {
+		pthread_mutex_lock(&as.mu);
+		while (!as.len)
+			pthread_cond_wait(&as.cv, &as.mu);
+		size_t n = as.len;
+		memcpy(out, as.buf, n);
+		as.len = 0;
+		as.writing = true;
+		pthread_mutex_unlock(&as.mu);
+		for (size_t o = 0; o < n;) {
+			ssize_t w = write(STDERR_FILENO, out + o, n - o);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;
+			o += (size_t)w;
+		}
+		pthread_mutex_lock(&as.mu);
+		as.writing = false;
+		pthread_cond_broadcast(&as.cv);
+		pthread_mutex_unlock(&as.mu);
+	}
+	return NULL;
+}
+
+int log_async(void)
+{
+	pthread_t th;
+	pthread_attr_t a;
+	if (as.on)
+		return 0;
+	fflush(stderr);
+	/* the writer takes no signal: a process-directed signal must reach the
+	 * thread that waits for it (a signalfd sees only blocked signals) */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	int r = pthread_create(&th, &a, async_writer, NULL);
+	pthread_attr_destroy(&a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		return -r;
+	as.on = true;
+	return 0;
+}
+
+void log_flush(int ms)
+{
+	struct timespec until;
+	if (!as.on)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&as.mu);
+	while ((as.len || as.writing) && pthread_cond_timedwait(&as.cv, &as.mu, &until) == 0) {
+	}
+	pthread_mutex_unlock(&as.mu);
+}
+
+static void emit(const char *line)
+{
+	if (!as.on) {
+		/* one write per line so concurrent tools do not interleave mid-line */
+		fprintf(stderr, "%s\n", line);
+		return;
+	}
+	size_t n = strlen(line);
+	pthread_mutex_lock(&as.mu);
+	if (as.len + n + 1 <= ASYNC_CAP) {
+		memcpy(as.buf + as.len, line, n);
+		as.buf[as.len + n] = '\n';
+		as.len += n + 1;
+		pthread_cond_broadcast(&as.cv);
+	} else
+		as.dropped++;
+	pthread_mutex_unlock(&as.mu);
+}
+
+void log_text(const char *text)
+{
+	emit(text);
+}
+
+void sanitize_text(char *s, size_t n)
+{
+	for (size_t i = 0; i < n && s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+			s[i] = '?';
+	}
+}
+
 static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
@@ -54,8 +172,7 @@ static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = 0;
 	vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
-	/* one write per line so concurrent tools do not interleave mid-line */
-	fprintf(stderr, "%s\n", buf);
+	emit(buf);
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
@@ -75,16 +192,12 @@ bool is_enospc(int err)
 
 void enospc_hint(void)
 {
-	if (logst.op_id)
-		fprintf(stderr,
-			"%s: [%s] hint: no space left on the host; 'reserve release' frees boxkit's "
-			"disk reserve so you can clean up, then run 'reserve ensure'\n",
-			logst.prog, logst.op_id);
-	else
-		fprintf(stderr,
-			"%s: hint: no space left on the host; 'reserve release' frees boxkit's "
-			"disk reserve so you can clean up, then run 'reserve ensure'\n",
-			logst.prog);
+	char buf[512];
+	snprintf(buf, sizeof(buf),
+		 "%s: %s%s%shint: no space left on the host; 'reserve release' frees boxkit's disk reserve so you can "
+		 "clean up, then run 'reserve ensure'",
+		 logst.prog, logst.op_id ? "[" : "", logst.op_id ? logst.op_id : "", logst.op_id ? "] " : "");
+	emit(buf);
 }
 
 int log_sys(int err, const char *fmt, ...)

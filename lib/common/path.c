@@ -197,6 +197,26 @@ int open_beneath_noxdev(int dirfd, const char *rel, int flags, mode_t mode)
 	return open_beneath_impl(dirfd, rel, flags, mode, true);
 }
 
+bool fd_is_fs_mount(int fd)
+{
+	char line[8192], want[32];
+	uint64_t id = mnt_id(fd);
+	if (!id || !fd_is_mount_root(fd))
+		return false;
+	snprintf(want, sizeof(want), "%llu ", (unsigned long long)id);
+	cleanup_fclose FILE *f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, want, strlen(want)))
+			continue;
+		/* id parent major:minor root ...: the root of the filesystem, not a bind of part of it */
+		char *save = NULL, *t = strtok_r(line, " ", &save);
+		for (int k = 0; t && k < 3; k++)
+			t = strtok_r(NULL, " ", &save);
+		return t && !strcmp(t, "/");
+	}
+	return false;
+}
+
 bool fd_is_mount_root(int fd)
 {
 	struct statx sx;

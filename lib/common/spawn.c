@@ -58,6 +58,10 @@ static void child(const struct spawn *s, int errfd, int gofd)
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			signal(sig, SIG_DFL);
+	/* a terminal's ^C or hangup goes to the caller's process group: the
+	 * caller decides what reaches the child, never the terminal */
+	if (s->new_session && setsid() < 0)
+		child_fail(errfd, errno, "setsid");
 	if (s->setup && (r = s->setup(s->ctx, msg, sizeof(msg))) < 0)
 		child_fail(errfd, -r, "%s", msg[0] ? msg : "setup");
 

@@ -25,6 +25,7 @@ struct spawn {
 	size_t nfds;
 	unsigned long ns_flags; /* CLONE_NEW* for the child (0: a plain fork) */
 	int pdeathsig;		/* sent to the child when the caller dies; 0 for none */
+	bool new_session;	/* setsid(): out of the caller's process group and terminal */
 	/* In the child, first (the caller's descriptors are still there): mounts,
 	 * pivot_root, the uid drop. Opens only O_CLOEXEC descriptors. 0 or
 	 * -errno with a message in err. */

@@ -169,7 +169,11 @@ os.chdir(sys.argv[1])
 for k in range(3000):
     os.mkdir("d"); os.chdir("d")
 open("f", "w").write("leaf")' "$R"
-	run -0 --separate-stderr env ASAN_OPTIONS="${ASAN_OPTIONS:-}" bash -c "ulimit -v 262144; chroot-stage destroy --base '$B' --id vm1"
+	# 256 MiB of address space is plenty for a bounded destroy (the sanitizers
+	# reserve terabytes of shadow: no limit under them)
+	lim="ulimit -v 262144;"
+	[ -z "${ASAN_OPTIONS:-}" ] || lim=
+	run -0 --separate-stderr bash -c "$lim chroot-stage destroy --base '$B' --id vm1"
 	assert_eq "$(ls -A "$B")" ""
 }
 

@@ -398,6 +398,10 @@ static void g_loop(struct grelay *g)
 			{ g->pend_in.len ? g->in : -1, POLLOUT, 0 },
 		};
 		int timeout = -1;
+		/* the drain deadline counts only while the pipes are being read: a
+		 * slow host (a full tx) is no reason to drop the workload's output */
+		if (g->state == G_DRAINING && !room)
+			gact_drain(g);
 		if (g->state == G_DRAINING) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
@@ -445,9 +449,11 @@ static void g_loop(struct grelay *g)
 				continue;
 			unsigned char buf[FRAME_DATA_MAX];
 			ssize_t n = read(g->out[i], buf, sizeof(buf));
-			if (n > 0)
+			if (n > 0) {
 				frame_put(&g->tx, i == 0 ? FR_STDOUT : FR_STDERR, 0, buf, (uint32_t)n);
-			else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				if (g->state == G_DRAINING)
+					gact_drain(g); /* output still coming: give it time */
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 				close(g->out[i]);
 				g->out[i] = -1;
 			}
@@ -590,6 +596,9 @@ int main(int argc, char **argv)
 	unsigned char code[4];
 	le32_put(code, (uint32_t)(g.status < 0 ? 125 : g.status));
 	frame_put(&g.tx, FR_EXIT, 0, code, 4);
+	/* blocking now: a write to the port returns once the host has taken the
+	 * data, so nothing is lost in flight when the VM reboots next */
+	fcntl(ctl, F_SETFL, 0);
 	if (write_all(ctl, g.tx.data, g.tx.len) < 0)
 		fprintf(stderr, "boxkit-init: error: cannot send the exit status: %s\n", strerror(errno));
 	fsync(ctl);

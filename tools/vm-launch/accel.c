@@ -108,7 +108,8 @@ static bool kvm_boots(const char *qemu, const char *kernel, double *secs)
 			   .envp = envp,
 			   .fds = fds,
 			   .nfds = ARRAY_SIZE(fds),
-			   .pdeathsig = SIGKILL };
+			   .pdeathsig = SIGKILL,
+			   .new_session = true };
 	char msg[512];
 	pid_t pid;
 	int sr = nul < 0 ? -EBADF : spawn_run(&s, &pid, msg, sizeof(msg));

@@ -88,9 +88,9 @@ struct outcome {
 	int status; /* the workload's exit status, or -1 */
 	int sig;    /* SIGINT, SIGTERM or SIGHUP came, or 0 */
 	bool timed_out;
-	bool failed; /* a launcher failure (bad frame, no hello, a share died) */
-	bool stdout_failed;
-	char fail[1024]; /* the guest init's failure message */
+	bool failed;	  /* a launcher failure (bad frame, no hello, a share died) */
+	int output_errno; /* writing the workload's output failed (not EPIPE) */
+	char fail[1024];  /* the guest init's failure message */
 };
 int relay_run(struct vm *vm, const char *config, size_t config_len, struct outcome *oc);
 void print_console_tail(const char *run_dir);

@@ -117,8 +117,8 @@ static int parse_argv(int argc, char **argv)
 			break;
 		case O_TIMEOUT:
 			arg.timeout = strtod(optarg, &end);
-			if (*end || end == optarg || arg.timeout <= 0 || arg.timeout > 86400 * 7) {
-				log_error("--timeout '%s' must be a positive number of seconds", optarg);
+			if (*end || end == optarg || !(arg.timeout >= 0.001) || arg.timeout > 86400 * 7) {
+				log_error("--timeout '%s' must be a number of seconds from 0.001 to 604800", optarg);
 				return -1;
 			}
 			break;
@@ -159,6 +159,10 @@ static int parse_argv(int argc, char **argv)
 /* The one place a run's outcome becomes vm-launch's exit status. */
 static int exit_status(const struct vm *vm, const struct outcome *oc)
 {
+	if (oc->output_errno) {
+		log_error("cannot write the workload's output: %s", strerror(oc->output_errno));
+		return EXIT_LAUNCH;
+	}
 	if (oc->status >= 0)
 		return oc->status; /* the workload's own, also after a signal it handled */
 	if (oc->sig)
@@ -230,8 +234,15 @@ static int launcher_main(int argc, char **argv)
 	int r;
 
 	log_init(argv[0]);
+	/* a closed stdio descriptor would be taken by one of ours (the control
+	 * socket, the console log) and the workload's output would go there */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd ? O_WRONLY : O_RDONLY) != fd)
+			return EXIT_LAUNCH;
 	if (parse_argv(argc, argv) < 0)
 		return EXIT_LAUNCH;
+	/* our own lines must never block on a caller that stops reading stderr */
+	log_async();
 	if ((r = boxkit_home_canon(arg.home, true, &home)) < 0) {
 		log_sys(r, "cannot use the boxkit home (set --home, BOXKIT_HOME or HOME)");
 		return EXIT_LAUNCH;
@@ -279,5 +290,6 @@ static int launcher_main(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	int r = launcher_main(argc, argv);
+	log_flush(1000);
 	return r < 0 ? EXIT_LAUNCH : r;
 }

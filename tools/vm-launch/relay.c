@@ -49,7 +49,16 @@ struct pump {
 	pthread_t th;
 	bool running;
 	volatile bool write_failed; /* the caller's stdout or stderr went away */
+	volatile int write_errno;
 };
+
+/* the caller's descriptor may be non-blocking already (its flags are never
+ * ours to change): then wait for it */
+static void wait_caller(int fd, short ev)
+{
+	struct pollfd pf = { fd, ev, 0 };
+	poll(&pf, 1, -1);
+}
 
 static void write_all_blocking(struct pump *p, const char *b, size_t n)
 {
@@ -57,7 +66,12 @@ static void write_all_blocking(struct pump *p, const char *b, size_t n)
 		ssize_t w = write(p->caller, b, n);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && errno == EAGAIN) {
+			wait_caller(p->caller, POLLOUT);
+			continue;
+		}
 		if (w <= 0) {
+			p->write_errno = w < 0 ? errno : EIO;
 			p->write_failed = true; /* go on draining the pipe, so the loop never stalls */
 			return;
 		}
@@ -90,6 +104,10 @@ static void *pump_in(void *opaque)
 		ssize_t n = read(p->caller, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN) {
+			wait_caller(p->caller, POLLIN);
+			continue;
+		}
 		if (n <= 0)
 			break;
 		const char *b = buf;
@@ -159,6 +177,7 @@ struct relay {
 	int status; /* the workload's, or -1 */
 	int sig;    /* the first signal that came */
 	bool timed_out, bad, no_hello, share_failed, plan_failed;
+	bool stopped; /* it went through ST_STOPPING: killed, not finished */
 	char fail[1024];
 	int sfd, tfd, dfd; /* signalfd, --timeout timer, state deadline timer */
 	struct pump pin, pout[2];
@@ -248,6 +267,7 @@ static void act_no_hello(struct relay *r)
 
 static void act_bad_frame(struct relay *r)
 {
+	r->bad = true;
 	log_error("bad frame from the guest: stopping the VM");
 	vm_kill(r->vm);
 }
@@ -303,6 +323,8 @@ static void fire(struct relay *r, enum revent ev)
 			continue;
 		log_debug("relay: %s + %s -> %s", state_name[r->state], event_name[ev], state_name[t->to]);
 		r->state = t->to;
+		if (t->to == ST_STOPPING)
+			r->stopped = true;
 		t->act(r);
 		return;
 	}
@@ -406,13 +428,14 @@ static void take_frames(struct relay *r)
 		case FR_FAIL:
 			snprintf(r->fail, sizeof(r->fail), "%.*s", (int)(f.len < 1000 ? f.len : 1000),
 				 (const char *)f.payload);
+			sanitize_text(r->fail, sizeof(r->fail));
 			fire(r, EV_FAIL);
 			break;
 		default: log_debug("unknown frame '%c' from the guest", f.type); fire(r, EV_BAD_FRAME);
 		}
 		fbuf_consume(&r->in, FRAME_HDR + f.len);
-		if (r->state == ST_STOPPING || r->state == ST_DONE)
-			return;
+		if (r->stopped)
+			return; /* the VM was stopped: what it says next does not count */
 	}
 	if (k < 0)
 		fire(r, EV_BAD_FRAME);
@@ -594,17 +617,28 @@ static bool wait_ready(struct relay *r, int fd, short events)
 	}
 }
 
-/* After QEMU: hand the workload's last output to the caller, as long as the
- * caller reads it; a signal or the timeout still ends this at once. */
+/* After QEMU: what it wrote before it went is still in the socket. Take
+ * every frame of it (the status may be among them) and hand the output to
+ * the caller, as long as the caller reads it; a signal or the timeout still
+ * ends this at once. */
 static void drain_output(struct relay *r)
 {
-	take_frames(r);
-	for (int k = 0; k < 2; k++) {
-		while (r->pend[k].len) {
+	for (;;) {
+		take_frames(r);
+		int k = r->pend[0].len ? 0 : r->pend[1].len ? 1 : -1;
+		if (k >= 0) {
 			if (!wait_ready(r, r->pout[k].loop_end, POLLOUT))
 				return;
 			flush_pend(r, k);
+			continue;
 		}
+		if (r->vm->ctl < 0 || !fbuf_room(&r->in))
+			break;
+		if (!wait_ready(r, r->vm->ctl, POLLIN))
+			return;
+		read_ctl(r); /* closes the socket at its end */
+	}
+	for (int k = 0; k < 2; k++) {
 		/* EOF for the thread; wait for it to hand everything over */
 		close(r->pout[k].loop_end);
 		r->pout[k].loop_end = -1;
@@ -633,8 +667,11 @@ void print_console_tail(const char *run_dir)
 		have += (size_t)n;
 	}
 	buf[have] = 0;
-	fprintf(stderr, "%s: console log tail (%s/console.log):\n%s\n", log_prog(), run_dir,
-		have ? buf : "(empty: the kernel printed nothing)");
+	sanitize_text(buf, have);
+	char head[4400];
+	snprintf(head, sizeof(head), "%s: console log tail (%s/console.log):", log_prog(), run_dir);
+	log_text(head);
+	log_text(have ? buf : "(empty: the kernel printed nothing)");
 }
 
 int relay_run(struct vm *vm, const char *config, size_t config_len, struct outcome *oc)
@@ -689,7 +726,7 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 	}
 	rc = loop(&r);
 	drain_console(&r);
-	if (!r.sig && !r.timed_out)
+	if (!r.stopped)
 		drain_output(&r);
 out:
 	oc->status = r.status;
@@ -697,7 +734,10 @@ out:
 	oc->timed_out = r.timed_out;
 	oc->failed = r.bad || r.no_hello || r.share_failed || r.plan_failed || rc != 0;
 	snprintf(oc->fail, sizeof(oc->fail), "%s", r.fail);
-	oc->stdout_failed = r.pout[0].write_failed;
+	/* a reader that went away (EPIPE: `box run ... | head`) is no failure */
+	for (int k = 0; k < 2; k++)
+		if (r.pout[k].write_failed && r.pout[k].write_errno != EPIPE && !oc->output_errno)
+			oc->output_errno = r.pout[k].write_errno;
 	/* threads blocked on the caller's descriptors are left; exit ends them */
 	if (r.console >= 0)
 		close(r.console);

@@ -95,7 +95,7 @@ int shares_prepare(struct vm *vm)
 		return log_error("no volume store at '%s/" VOL_STORE_DIR "': %s; run 'box setup'", vm->home,
 				 strerror(errno)),
 		       EXIT_LAUNCH;
-	if (!fd_is_mount_root(vm->volfd)) {
+	if (!fd_is_fs_mount(vm->volfd)) {
 		log_error("'%s/" VOL_STORE_DIR
 			  "' is not a filesystem of its own: run 'box setup' (volumes must live on a "
 			  "filesystem that holds nothing else); no VM was started",
@@ -477,6 +477,7 @@ static int start_one(struct vm *vm, struct volume *v, int idx)
 			    .nfds = ARRAY_SIZE(fds),
 			    .ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
 			    .pdeathsig = SIGKILL,
+			    .new_session = true,
 			    .setup = vfsd_setup,
 			    .forked = vfsd_forked,
 			    .ctx = &ctx };
@@ -521,8 +522,9 @@ int shares_start(struct vm *vm)
 void shares_drain_log(struct volume *v)
 {
 	char buf[4096];
-	ssize_t n;
-	while (v->log >= 0 && (n = read(v->log, buf, sizeof(buf))) != 0) {
+	ssize_t n = -1;
+	/* bounded per wake: a daemon that never stops writing must not pin the loop */
+	for (int reads = 0; reads < 16 && v->log >= 0 && (n = read(v->log, buf, sizeof(buf))) != 0; reads++) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -561,6 +563,7 @@ int shares_reap(struct vm *vm, pid_t pid, int status, bool complain)
 			struct volume *v = &vm->vols[i];
 			v->vfsd = -1;
 			shares_drain_log(v);
+			sanitize_text(v->log_tail, v->log_len);
 			if (complain && vm->qemu > 0)
 				log_error("virtiofsd for share %s ('%s') exited (status %d) while the VM ran: %s",
 					  v->e.tag, v->e.source, status, v->log_len ? v->log_tail : "(no log)");

@@ -230,7 +230,7 @@ int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 static int qemu_setup(void *p, char *err, size_t errlen)
 {
 	struct vm *vm = p;
-	struct rlimit rl = { 256, 256 };
+	struct rlimit rl = { 1024, 1024 }, core = { 0, 0 };
 	int r;
 	if (vm->jailed) {
 		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -259,7 +259,8 @@ static int qemu_setup(void *p, char *err, size_t errlen)
 		if ((r = drop_to_user(vm->uid, vm->gid, -1)) < 0)
 			FAIL(-r, "drop to the VM's uid");
 	}
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+	/* no core dump (it would be the size of the guest's memory) */
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || setrlimit(RLIMIT_CORE, &core) < 0)
 		FAIL(errno, "setrlimit");
 	return 0;
 }
@@ -339,10 +340,8 @@ static const char *const qemu_syscalls[] = {
 	"newfstatat",
 	"openat",
 	"ppoll",
-	"prctl",
 	"pread64",
 	"preadv",
-	"prlimit64",
 	"read",
 	"readlink",
 	"readv",
@@ -400,6 +399,15 @@ static int load_filter(void)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0);
+	/* prctl: only what QEMU was seen to use (and naming its threads); a
+	 * PR_SET_PDEATHSIG or PR_SET_DUMPABLE from a compromised QEMU kills it */
+	static const int prctl_ok[] = { PR_MCE_KILL, PR_SET_NO_NEW_PRIVS, PR_SET_TIMERSLACK, PR_SET_NAME, PR_GET_NAME };
+	for (size_t i = 0; i < ARRAY_SIZE(prctl_ok) && r == 0; i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+				     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)prctl_ok[i]));
+	/* its own limits only */
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0));
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
 	if (r == 0)
@@ -560,6 +568,7 @@ int vm_start(struct vm *vm)
 		.nfds = ARRAY_SIZE(fds),
 		.ns_flags = vm->jailed ? CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET : 0,
 		.pdeathsig = SIGKILL,
+		.new_session = true,
 		.setup = qemu_setup,
 		.final = qemu_final,
 		.forked = qemu_forked,
