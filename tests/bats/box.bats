@@ -106,7 +106,7 @@ assert_clean() {
 	assert_eq "$(tr '\0' '\n' <"/proc/$q/environ" | cut -d= -f1 | sort | tr '\n' ' ')" "BOXKIT_RUN_DIR LC_ALL PATH " "environment"
 	# descriptors: the console (1, 2), /dev/null (0), the control socket (3)
 	assert_eq "$(ls "/proc/$q/fd" | sort -n | head -4 | tr '\n' ' ')" "0 1 2 3 " "first descriptors"
-	assert_eq "$(cat /proc/$q/limits | awk '/Max open files/ {print $4}')" 256 "fd limit"
+	assert_eq "$(cat /proc/$q/limits | awk '/Max open files/ {print $4}')" 1024 "fd limit"
 	wait "$bp"
 	assert_clean
 }
