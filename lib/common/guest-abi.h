@@ -8,25 +8,42 @@
  *
  *     [type:1][stream:4 LE][length:4 LE][payload: length bytes]
  *
- * `stream` names a process in the guest: 0 is the run's workload; a process
- * started later in the same VM (exec) gets its own number from the host, so
- * several processes can each have their own stdin, stdout, stderr, window
- * size and exit status on the one channel. Frames about the whole VM use
- * stream 0. Integers are little endian. A frame is at most FRAME_MAX bytes
- * of payload (the plan); data frames carry at most FRAME_DATA_MAX.
+ * `stream` names a process in the guest: 0 is the run's first command (the
+ * OCI config's), a process started later in the same VM (exec) gets its own
+ * number from the host (1 to GUEST_STREAMS_MAX-1), so several processes each
+ * have their own stdin, stdout, stderr, window size and exit status on the
+ * one channel. Frames about the whole VM use stream 0. Integers are little
+ * endian. A frame is at most FRAME_MAX bytes of payload (the plan); data
+ * frames carry at most FRAME_DATA_MAX.
  *
  * The conversation (protocol version GUEST_PROTO_VERSION):
- *   guest -> host  HELLO  {"proto":1}: the init is up
- *   host -> guest  PLAN   {"version":1,"config":{OCI config},"volumes":[...]}
- *   guest -> host  WINDOW (4 bytes: n) the host may send n more stdin bytes
+ *   guest -> host  HELLO  {"proto":2}: the init is up
+ *   host -> guest  PLAN   {"version":2,"config":{OCI config},"volumes":[...],
+ *                         "keep":bool,"tty":bool,"rows":N,"cols":N}
+ *   guest -> host  READY  the container is up: execs may come (keep mode)
+ *   host -> guest  EXEC   (stream s) {"args":[...],"env":[...],"cwd":"/",
+ *                         "tty":bool,"rows":N,"cols":N}: start a process
+ *   guest -> host  WINDOW (stream s, 4 bytes: n) the host may send n more
+ *                  stdin bytes to s (the first window is STDIN_WINDOW,
+ *                  granted when the stream starts)
  *   host -> guest  STDIN (bytes, never beyond the window), STDIN_EOF,
- *                  SIGNAL (4 bytes: the signal), WINSIZE (2+2 bytes: rows, cols)
- *   guest -> host  STDOUT, STDERR (bytes), EXIT (4 bytes: the status, 0-255,
- *                  128+N for signal N), FAIL (a message: the init failed)
- * Stdin is credit-based so that the host never sends more than the guest can
- * buffer: the guest then always reads the channel, and a SIGNAL is never
- * stuck behind stdin the workload does not read. Each side refuses a
- * version it does not know, with a message naming both. */
+ *                  SIGNAL (4 bytes: the signal), WINSIZE (2+2 bytes: rows,
+ *                  cols), OUT_WINDOW (4 bytes: n) the guest may send n more
+ *                  bytes of s's stdout+stderr (the first window is
+ *                  OUTPUT_WINDOW, implied when the stream starts)
+ *   guest -> host  STDOUT, STDERR (bytes, within the output window), EXIT
+ *                  (4 bytes: the status, 0-255, 128+N for signal N), FAIL (a
+ *                  message: on stream 0 the init failed and the VM goes; on
+ *                  another stream, that exec could not start)
+ *   host -> guest  SHUTDOWN (4 bytes: grace in ms): TERM every process, KILL
+ *                  what is left after the grace, then power off
+ * In run mode (keep false) the VM powers off once stream 0 has exited; in
+ * keep mode it stays up until SHUTDOWN. Both directions are credit-based, so
+ * neither side ever has to buffer more than it granted: the guest always
+ * reads the channel (a SIGNAL is never stuck behind stdin nobody reads), and
+ * the host always reads it too (a client that stops reading stalls only its
+ * own process). Each side refuses a version it does not know, with a
+ * message naming both. */
 #ifndef BOXKIT_GUEST_ABI_H
 #define BOXKIT_GUEST_ABI_H
 #include <errno.h>
@@ -34,13 +51,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GUEST_PROTO_VERSION 1 /* the frames */
-#define GUEST_PLAN_VERSION 1  /* the plan's JSON */
+#define GUEST_PROTO_VERSION 2 /* the frames */
+#define GUEST_PLAN_VERSION 2  /* the plan's JSON */
 #define FRAME_PORT_NAME "boxkit.ctl"
 #define FRAME_HDR 9
 #define FRAME_MAX (1u << 20)	  /* a plan */
 #define FRAME_DATA_MAX (1u << 16) /* stdin, stdout, stderr */
 #define STDIN_WINDOW (1u << 16)	  /* what the guest init buffers per process */
+#define OUTPUT_WINDOW (1u << 16)  /* what the host buffers per process (stdout+stderr) */
+#define GUEST_STREAMS_MAX 64	  /* processes at once, stream 0 included */
+#define GUEST_EXEC_MAX (1u << 16) /* an EXEC frame's JSON */
 
 enum frame_type {
 	/* guest -> host */
@@ -50,7 +70,11 @@ enum frame_type {
 	FR_STDERR = 'R',
 	FR_EXIT = 'X',
 	FR_FAIL = 'F',
+	FR_READY = 'Y',
 	/* host -> guest */
+	FR_EXEC = 'C',
+	FR_OUT_WINDOW = 'G',
+	FR_SHUTDOWN = 'Q',
 	FR_PLAN = 'P',
 	FR_STDIN = 'I',
 	FR_STDIN_EOF = 'E',
@@ -67,6 +91,10 @@ enum frame_type {
  * the container as its PID 1 */
 #define GUEST_INIT "/sbin/boxkit-init"
 #define CONTAINER_INIT "/.boxkit-init"
+/* the container init's modes (its first argument): run the command that
+ * follows as the only process, or serve the guest init's execs */
+#define CONTAINER_INIT_WORKLOAD "--workload"
+#define CONTAINER_INIT_SERVE "--serve"
 
 /* a volume's tag (its virtiofs tag and its guest directory's name): 1 to
  * GUEST_TAG_MAX characters of [A-Za-z0-9_-] */

@@ -81,15 +81,31 @@ static struct json_object *new_proc(const char *what, pid_t pid)
 	return p;
 }
 
+static int find_at(int root, int homefd, const char *name, char id[RUN_ID_LEN + 1]);
+
 int run_create(int homefd, const char *id, pid_t owner)
+{
+	return run_create_named(homefd, id, owner, NULL);
+}
+
+int run_create_named(int homefd, const char *id, pid_t owner, const char *name)
 {
 	char tmp[64];
 	int r;
-	if (!run_id_valid(id))
+	if (!run_id_valid(id) || (name && !run_name_valid(name)))
 		return -EINVAL;
 	cleanup_close int root = open_run_root(homefd, true);
 	if (root < 0)
 		return root;
+	/* a name is unique: checked and taken under the lock of the run root */
+	if (name) {
+		while (flock(root, LOCK_EX) < 0)
+			if (errno != EINTR)
+				return -errno;
+		char other[RUN_ID_LEN + 1];
+		if ((r = find_at(root, homefd, name, other)) != -ENOENT)
+			return r == 0 ? -EEXIST : r;
+	}
 	snprintf(tmp, sizeof(tmp), ".new-%s", id);
 	if (mkdirat(root, tmp, 0700) < 0)
 		return -errno;
@@ -103,6 +119,8 @@ int run_create(int homefd, const char *id, pid_t owner)
 	json_object_object_add(o, "version", json_object_new_int(RUN_RECORD_VERSION));
 	json_object_object_add(o, "id", json_object_new_string(id));
 	json_object_object_add(o, "created", json_object_new_int64((int64_t)time(NULL)));
+	if (name)
+		json_object_object_add(o, "name", json_object_new_string(name));
 	for (size_t i = 0; i < ARRAY_SIZE(list_key); i++)
 		json_object_object_add(o, list_key[i], json_object_new_array());
 	if (owner > 0) {
@@ -181,6 +199,64 @@ struct json_object *run_load(int homefd, const char *id, int *r)
 		return NULL;
 	}
 	return load_at(dfd, r);
+}
+
+static int find_at(int root, int homefd, const char *name, char id[RUN_ID_LEN + 1])
+{
+	int fd = dup(root);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	struct dirent *e;
+	int found = -ENOENT;
+	while (found == -ENOENT && (e = readdir(d))) {
+		if (!run_id_valid(e->d_name))
+			continue;
+		int r;
+		cleanup_json struct json_object *o = run_load(homefd, e->d_name, &r);
+		struct json_object *v;
+		if (o && json_object_object_get_ex(o, "name", &v) && !strcmp(json_object_get_string(v), name)) {
+			memcpy(id, e->d_name, RUN_ID_LEN); /* run_id_valid: exactly that long */
+			id[RUN_ID_LEN] = 0;
+			found = 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+int run_find(int homefd, const char *name, char id[RUN_ID_LEN + 1])
+{
+	if (!run_name_valid(name))
+		return -EINVAL;
+	cleanup_close int root = open_run_root(homefd, false);
+	if (root < 0)
+		return root;
+	return find_at(root, homefd, name, id);
+}
+
+int run_stop(int homefd, const char *id, const char *how, int status)
+{
+	cleanup_close int dfd = open_run_dir(homefd, id);
+	int r;
+	if (dfd < 0)
+		return dfd;
+	while (flock(dfd, LOCK_EX) < 0)
+		if (errno != EINTR)
+			return -errno;
+	cleanup_json struct json_object *o = load_at(dfd, &r);
+	if (!o)
+		return r;
+	struct json_object *st = json_object_new_object();
+	json_object_object_add(st, "at", json_object_new_int64((int64_t)time(NULL)));
+	json_object_object_add(st, "how", json_object_new_string(how));
+	if (status >= 0)
+		json_object_object_add(st, "status", json_object_new_int(status));
+	json_object_object_add(o, "stopped", st);
+	return write_record(dfd, o);
 }
 
 /* read-modify-write the record under an exclusive lock on its directory */
@@ -317,6 +393,11 @@ static int rm_beneath(int homefd, const char *a, const char *b, const char *name
 
 int run_cleanup(int homefd, const char *id, char *err, size_t errlen)
 {
+	return run_cleanup_ex(homefd, id, false, err, errlen);
+}
+
+int run_cleanup_ex(int homefd, const char *id, bool keep_dir, char *err, size_t errlen)
+{
 	int first = 0, r;
 	struct json_object *arr;
 
@@ -374,7 +455,7 @@ int run_cleanup(int homefd, const char *id, char *err, size_t errlen)
 			note(&first, r, err, errlen, "anonymous volume", name ? name : "?");
 		}
 	}
-	if (first == 0) {
+	if (first == 0 && !keep_dir) {
 		cleanup_close int root = open_run_root(homefd, false);
 		r = root < 0 ? root : rm_tree_at(root, id);
 		note(&first, r, err, errlen, "run directory", id);
@@ -407,7 +488,17 @@ int run_gc(int homefd, char *err, size_t errlen)
 		if (!run_id_valid(e->d_name) || run_owned(homefd, e->d_name))
 			continue;
 		char why[512] = "";
-		int r = run_cleanup(homefd, e->d_name, why, sizeof(why));
+		/* a sandbox (a named run) stays listed until box rm: its resources
+		 * go, its record and logs stay, marked stopped */
+		int lr;
+		cleanup_json struct json_object *o = run_load(homefd, e->d_name, &lr);
+		struct json_object *v;
+		bool named = o && json_object_object_get_ex(o, "name", &v);
+		if (named && json_object_object_get_ex(o, "stopped", &v))
+			continue;
+		int r = run_cleanup_ex(homefd, e->d_name, named, why, sizeof(why));
+		if (r == 0 && named)
+			r = run_stop(homefd, e->d_name, "gc", -1);
 		if (r < 0 && first == 0) {
 			first = r;
 			snprintf(err, errlen, "%s", why);

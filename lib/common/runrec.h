@@ -11,7 +11,13 @@
  *    "processes":[{"what","pid","start"}], what the run started (QEMU, virtiofsd)
  *    "jails":["<vmm name>"],              <home>/jail/<vmm name>/<id>
  *    "anonymous":["<ULID>"],              <home>/volumes/anonymous/<ULID>
- *    "sockets":["<name>"]}                in the jail's /run (gone with it)
+ *    "sockets":["<name>"],                in the jail's /run (gone with it)
+ *    "name":"<name>",                     a sandbox (box create): unique
+ *    "stopped":{"at","how","status"}}     a sandbox that has stopped
+ *
+ * A sandbox's record and logs outlive its resources: when it stops (or gc
+ * finds its monitor dead) everything else goes and the record says
+ * "stopped"; box rm removes the rest.
  *
  * The one id names the run directory, the jail, and is BOXKIT_OP_ID. */
 #ifndef BOXKIT_RUNREC_H
@@ -40,6 +46,13 @@ bool run_name_valid(const char *name);
 /* Create <home>/run/<id> (0700) with its record naming owner. The directory
  * appears complete or not at all. 0 or -errno. */
 int run_create(int homefd, const char *id, pid_t owner);
+/* The same, for a sandbox with a unique name (run_name_valid): -EEXIST when
+ * another run has it. */
+int run_create_named(int homefd, const char *id, pid_t owner, const char *name);
+/* The run of a sandbox by name: 0 and id, -ENOENT, or -errno. */
+int run_find(int homefd, const char *name, char id[RUN_ID_LEN + 1]);
+/* Mark a sandbox stopped: how ("exited", "stopped", "gc"...), its status or -1. */
+int run_stop(int homefd, const char *id, const char *how, int status);
 /* Add value to a list (RUN_JAILS, RUN_ANONYMOUS, RUN_SOCKETS),
  * under a lock, atomically. 0, -EINVAL for a bad value, -ENOENT for no such
  * run, or -errno. */
@@ -53,6 +66,8 @@ bool run_owned(int homefd, const char *id);
  * processes (checked by start time), remove the jails and anonymous volumes beneath their roots by descriptor. Carries on past
  * failures; 0, or the first -errno with what failed in err. */
 int run_cleanup(int homefd, const char *id, char *err, size_t errlen);
+/* run_cleanup that keeps the run directory (a stopped sandbox's record and logs) */
+int run_cleanup_ex(int homefd, const char *id, bool keep_dir, char *err, size_t errlen);
 /* run_cleanup for every run no owner holds any more. Returns how many were
  * removed, or the first -errno (err says which). */
 int run_gc(int homefd, char *err, size_t errlen);

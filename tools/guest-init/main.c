@@ -2,9 +2,15 @@
 /* boxkit-init: PID 1 inside the VM. Mounts the basics, takes its plan
  * (config.json, volumes) from the host over the boxkit.ctl virtio-serial
  * port, puts the workload's rootfs (read-only drive + tmpfs overlay) under
- * a bundle, runs crun, relays stdio, reports the exit status and reboots
- * (reboot=t + QEMU -no-reboot: QEMU exits). Never hangs: every failure is a
- * message on the console and an FR_FAIL frame, then the VM leaves. */
+ * a bundle, and runs crun once, with this same binary as the container's
+ * init in serve mode (cinit.c). Every command (the config's first one, then
+ * each exec) is a stream: the container init starts it, this relays its
+ * stdio (pipes, or a pty made in the container) and reports its exit
+ * status. In run mode the VM reboots (reboot=t + QEMU -no-reboot: QEMU
+ * exits) once the first command is done; in keep mode when the host says
+ * SHUTDOWN. Never hangs: every failure is a message on the console and an
+ * FR_FAIL frame, then the VM leaves. */
+#include "cinit.h"
 #include "guest-abi.h"
 
 #include <json-c/json.h>
@@ -16,11 +22,14 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 
 #define RUN GUEST_RUN_DIR
@@ -30,6 +39,7 @@
 
 static int ctl = -1;
 static char *plan_config;
+static struct fbuf tx; /* frames for the host, not yet written */
 
 /* write all of a buffer to the (blocking or not) control port */
 static int write_all(int fd, const void *buf, size_t n)
@@ -83,8 +93,14 @@ static void die(const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "boxkit-init: error: %s\n", msg);
-	if (ctl >= 0)
+	if (ctl >= 0) {
+		/* frames already queued go first: a half-written one would garble the FAIL */
+		fcntl(ctl, F_SETFL, 0);
+		if (tx.len)
+			write_all(ctl, tx.data, tx.len);
+		tx.len = 0;
 		send_frame(FR_FAIL, 0, msg, (uint32_t)strlen(msg));
+	}
 	leave();
 }
 
@@ -205,6 +221,66 @@ static void mount_volume(struct json_object *v)
 	rmdir(stage);
 }
 
+/* ---- the plan ------------------------------------------------------------------------------ */
+
+static bool keep;	 /* keep mode: up until SHUTDOWN */
+static char *first_spec; /* the config's command, as an EXEC spec; NULL: none */
+static bool plan_tty;
+static int plan_rows, plan_cols;
+
+static int jint(struct json_object *o, const char *key, int dflt)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_int) ? json_object_get_int(v)
+											      : dflt;
+}
+static bool jbool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+/* The config's process must be boxkit's container init (oci-spec --init):
+ * it becomes the serving init, and the command after --workload becomes
+ * stream 0, with the config's environment and working directory. */
+static void take_process(struct json_object *cfg)
+{
+	struct json_object *proc, *args, *v;
+	if (!json_object_object_get_ex(cfg, "process", &proc) || !json_object_object_get_ex(proc, "args", &args) ||
+	    !json_object_is_type(args, json_type_array) || json_object_array_length(args) < 2)
+		die("the config has no process");
+	const char *a0 = json_object_get_string(json_object_array_get_idx(args, 0));
+	const char *a1 = json_object_get_string(json_object_array_get_idx(args, 1));
+	if (!a0 || !a1 || strcmp(a0, CONTAINER_INIT))
+		die("the config's process is not boxkit's container init (make it with oci-spec --init)");
+	if (!strcmp(a1, CONTAINER_INIT_WORKLOAD)) {
+		size_t n = json_object_array_length(args);
+		if (n < 3)
+			die("the config's process has no command");
+		struct json_object *spec = json_object_new_object(), *cmd = json_object_new_array();
+		for (size_t i = 2; i < n; i++)
+			json_object_array_add(cmd, json_object_get(json_object_array_get_idx(args, i)));
+		json_object_object_add(spec, "args", cmd);
+		if (json_object_object_get_ex(proc, "env", &v))
+			json_object_object_add(spec, "env", json_object_get(v));
+		if (json_object_object_get_ex(proc, "cwd", &v))
+			json_object_object_add(spec, "cwd", json_object_get(v));
+		json_object_object_add(spec, "tty", json_object_new_boolean(plan_tty));
+		json_object_object_add(spec, "rows", json_object_new_int(plan_rows));
+		json_object_object_add(spec, "cols", json_object_new_int(plan_cols));
+		first_spec = strdup(json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN));
+		json_object_put(spec);
+	} else if (strcmp(a1, CONTAINER_INIT_SERVE))
+		die("the container init's mode '%s' is unknown", a1);
+	if (!first_spec && !keep)
+		die("a run without a command");
+	struct json_object *serve = json_object_new_array();
+	json_object_array_add(serve, json_object_new_string(CONTAINER_INIT));
+	json_object_array_add(serve, json_object_new_string(CONTAINER_INIT_SERVE));
+	json_object_object_add(proc, "args", serve);
+	json_object_object_add(proc, "terminal", json_object_new_boolean(0)); /* ptys are made per process */
+}
+
 /* The plan: one JSON frame. Its version must be ours. */
 static void take_plan(const unsigned char *p, uint32_t len)
 {
@@ -217,26 +293,31 @@ static void take_plan(const unsigned char *p, uint32_t len)
 		die("the plan is not a JSON object");
 	if (!json_object_object_get_ex(plan, "version", &v) || json_object_get_int(v) != GUEST_PLAN_VERSION)
 		die("this guest init reads plan version %d; the host sent version %s (rebuild the images with 'make "
-		    "image', "
-		    "or use the matching vm-launch)",
+		    "image', or use the matching vm-launch)",
 		    GUEST_PLAN_VERSION, v ? json_object_to_json_string(v) : "none");
 	if (!json_object_object_get_ex(plan, "config", &cfg) || !json_object_is_type(cfg, json_type_object))
 		die("the plan has no config");
+	keep = jbool(plan, "keep");
+	plan_tty = jbool(plan, "tty");
+	plan_rows = jint(plan, "rows", 24);
+	plan_cols = jint(plan, "cols", 80);
 	if (json_object_object_get_ex(plan, "volumes", &vols)) {
 		if (!json_object_is_type(vols, json_type_array))
 			die("the plan's volumes are not a list");
 		for (size_t i = 0; i < json_object_array_length(vols); i++)
 			mount_volume(json_object_array_get_idx(vols, i));
 	}
+	take_process(cfg);
 	const char *t = json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	plan_config = strdup(t ? t : "");
 	json_object_put(plan);
 }
 
-/* The container's PID 1 (oci-spec --init binds this binary in as
- * /.boxkit/init): the workload is its child, so signals reach it with their
- * default actions (a PID 1 ignores them), its status is reported as the shell
- * would (128+N for signal N), and a command that cannot run gives 126 or 127. */
+/* The container's PID 1 in workload mode (a config made with oci-spec --init
+ * and run by a runtime directly, not by the guest init): the workload is its
+ * child, so signals reach it with their default actions (a PID 1 ignores
+ * them), its status is reported as the shell would (128+N for signal N), and
+ * a command that cannot run gives 126 or 127. */
 static volatile pid_t workload = -1;
 static void forward(int sig)
 {
@@ -249,7 +330,7 @@ static int container_init(int argc, char **argv)
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
 	struct sigaction sa = { .sa_handler = forward };
 	if (argc < 3) {
-		fprintf(stderr, "boxkit-init: error: --workload needs a command\n");
+		fprintf(stderr, "boxkit-init: error: " CONTAINER_INIT_WORKLOAD " needs a command\n");
 		return 125;
 	}
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
@@ -285,77 +366,179 @@ static int container_init(int argc, char **argv)
 	}
 }
 
-/* ---- the relay: one event loop, a state table ------------------------------------------ */
+/* ---- the relay: one event loop over every stream ---------------------------------------- */
 
-#define OUT_CAP (4 * (FRAME_HDR + FRAME_DATA_MAX))
+#define OUT_CAP (4 * (FRAME_HDR + FRAME_DATA_MAX) + CTRL_RESERVE)
+#define CTRL_RESERVE (16 * 1024) /* room kept for WINDOW, EXIT, FAIL frames */
 #define IN_CAP (FRAME_HDR + FRAME_DATA_MAX)
-#define DRAIN_MS 2000 /* after crun: a grandchild holding the pipes must not keep us */
+#define DRAIN_MS 2000 /* after a process: a grandchild holding its pipes must not keep it */
 
-enum gstate { G_RUNNING, G_DRAINING, G_DONE };
-enum gevent { GE_CHILD_EXIT, GE_PIPES_EOF, GE_DEADLINE, GE_HOST_GONE };
-static const char *const gstate_name[] = { "running", "draining", "done" };
+enum gs_state { GS_FREE, GS_STARTING, GS_RUNNING, GS_DRAINING };
 
-struct grelay {
-	enum gstate state;
-	pid_t child;
+struct gstream {
+	enum gs_state state;
+	bool tty;
+	int in;	    /* its stdin (write end), or the pty master */
+	int out[2]; /* its stdout, stderr (read ends); with a pty out[0] is the master */
+	bool in_eof;
+	struct fbuf pend_in; /* stdin taken from the host, not yet written: the window */
+	uint32_t credit;     /* stdin written or dropped, not yet granted back */
+	uint32_t out_win;    /* output the host lets us send */
 	int status;
-	int out[2];  /* the workload's stdout, stderr (read ends) */
-	int in;	     /* its stdin (write end) */
-	bool in_eof; /* STDIN_EOF came: close once pend_in is written */
-	struct fbuf rx, tx, pend_in;
-	uint32_t credit; /* stdin bytes written, not yet granted back */
-	int sfd;
+	struct winsize ws;
+	bool ws_pending;
 	struct timespec deadline;
 };
 
-static void gact_none(struct grelay *g)
+static struct gstream streams[GUEST_STREAMS_MAX];
+static int ci = -1;	/* the container init's socket */
+static pid_t crun = -1; /* crun run: lives as long as the container */
+static bool ready;	/* the container init is up */
+static bool shutting;	/* SHUTDOWN came */
+static bool killed_all; /* the grace is over: SIGKILL sent */
+static bool finish;	/* leave once tx is written */
+static struct timespec shutdown_at;
+
+static long ms_until(const struct timespec *t)
 {
-	(void)g;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (t->tv_sec - now.tv_sec) * 1000 + (t->tv_nsec - now.tv_nsec) / 1000000;
 }
-static void gact_drain(struct grelay *g)
+static void in_ms(struct timespec *t, long ms)
 {
-	clock_gettime(CLOCK_MONOTONIC, &g->deadline);
-	g->deadline.tv_sec += DRAIN_MS / 1000;
-}
-static void gact_kill(struct grelay *g)
-{
-	if (g->child > 0)
-		kill(g->child, SIGKILL);
+	clock_gettime(CLOCK_MONOTONIC, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
 }
 
-static const struct gtransition {
-	enum gstate from;
-	enum gevent ev;
-	void (*act)(struct grelay *);
-	enum gstate to;
-} gtransitions[] = {
-	{ G_RUNNING, GE_CHILD_EXIT, gact_drain, G_DRAINING }, { G_RUNNING, GE_HOST_GONE, gact_kill, G_DONE },
-	{ G_DRAINING, GE_PIPES_EOF, gact_none, G_DONE },      { G_DRAINING, GE_DEADLINE, gact_none, G_DONE },
-	{ G_DRAINING, GE_HOST_GONE, gact_none, G_DONE },
-};
-
-static void gfire(struct grelay *g, enum gevent ev)
+static void ctrl_frame(char type, uint32_t s, const void *p, uint32_t n)
 {
-	for (size_t i = 0; i < sizeof(gtransitions) / sizeof(gtransitions[0]); i++)
-		if (gtransitions[i].from == g->state && gtransitions[i].ev == ev) {
-			g->state = gtransitions[i].to;
-			gtransitions[i].act(g);
-			(void)gstate_name;
-			return;
+	if (frame_put(&tx, type, s, p, n) < 0)
+		die("the frame queue to the host is full");
+}
+
+static void stream_close_fds(struct gstream *g)
+{
+	if (g->in >= 0 && g->in != g->out[0])
+		close(g->in);
+	for (int k = 0; k < 2; k++)
+		if (g->out[k] >= 0)
+			close(g->out[k]);
+	g->in = g->out[0] = g->out[1] = -1;
+}
+
+static void stream_free(uint32_t s)
+{
+	struct gstream *g = &streams[s];
+	stream_close_fds(g);
+	fbuf_free(&g->pend_in);
+	memset(g, 0, sizeof(*g));
+	g->in = g->out[0] = g->out[1] = -1;
+	g->state = GS_FREE;
+	if (s == 0 && !keep)
+		finish = true; /* run mode: the first command was the run */
+}
+
+static void stream_fail(uint32_t s, const char *msg)
+{
+	fprintf(stderr, "boxkit-init: error: stream %u: %s\n", s, msg);
+	ctrl_frame(FR_FAIL, s, msg, (uint32_t)strlen(msg));
+	stream_free(s);
+}
+
+/* EXEC: pipes (or a pty from the container init) and the request to start */
+static void stream_start(uint32_t s, const char *json, size_t len)
+{
+	struct gstream *g = &streams[s];
+	struct json_tokener *tok = json_tokener_new_ex(16);
+	struct json_object *spec = tok ? json_tokener_parse_ex(tok, json, (int)len) : NULL;
+	if (tok)
+		json_tokener_free(tok);
+	memset(g, 0, sizeof(*g));
+	g->in = g->out[0] = g->out[1] = -1;
+	g->state = GS_STARTING;
+	if (!spec || !json_object_is_type(spec, json_type_object)) {
+		json_object_put(spec);
+		stream_fail(s, "the exec request is not a JSON object");
+		return;
+	}
+	g->tty = jbool(spec, "tty");
+	g->ws.ws_row = (unsigned short)jint(spec, "rows", 24);
+	g->ws.ws_col = (unsigned short)jint(spec, "cols", 80);
+	json_object_put(spec);
+	if (fbuf_init(&g->pend_in, STDIN_WINDOW) < 0) {
+		stream_fail(s, "out of memory");
+		return;
+	}
+	int fds[3] = { -1, -1, -1 }, p[3][2];
+	if (!g->tty) {
+		if (pipe2(p[0], O_CLOEXEC) < 0)
+			goto fail;
+		if (pipe2(p[1], O_CLOEXEC) < 0) {
+			close(p[0][0]), close(p[0][1]);
+			goto fail;
 		}
+		if (pipe2(p[2], O_CLOEXEC) < 0) {
+			close(p[0][0]), close(p[0][1]), close(p[1][0]), close(p[1][1]);
+			goto fail;
+		}
+		g->in = p[0][1];
+		g->out[0] = p[1][0];
+		g->out[1] = p[2][0];
+		fds[0] = p[0][0];
+		fds[1] = p[1][1];
+		fds[2] = p[2][1];
+		for (int k = 0; k < 3; k++)
+			fcntl(k ? g->out[k - 1] : g->in, F_SETFL, O_NONBLOCK);
+	}
+	int r = ci_send(ci, CI_EXEC, s, g->tty, json, len, g->tty ? NULL : fds, g->tty ? 0 : 3);
+	for (int k = 0; k < 3; k++)
+		if (fds[k] >= 0)
+			close(fds[k]);
+	if (r < 0)
+		die("cannot reach the container's init: %s", strerror(-r));
+	g->credit = STDIN_WINDOW; /* the first window, granted in the loop */
+	g->out_win = OUTPUT_WINDOW;
+	return;
+fail:
+	stream_fail(s, strerror(errno));
 }
 
-static void g_frames(struct grelay *g)
+static void host_frames(struct fbuf *rx)
 {
 	struct frame f;
 	int k;
-	while ((k = frame_peek(&g->rx, FRAME_DATA_MAX, &f)) == 1) {
+	size_t off = 0;
+	for (;;) {
+		struct fbuf view = { rx->data + off, rx->len - off, rx->cap - off };
+		if ((k = frame_peek(&view, FRAME_DATA_MAX, &f)) != 1)
+			break;
+		off += FRAME_HDR + f.len;
+		if (f.stream >= GUEST_STREAMS_MAX)
+			die("the host named stream %u (at most %u)", f.stream, GUEST_STREAMS_MAX - 1);
+		struct gstream *g = &streams[f.stream];
 		switch (f.type) {
+		case FR_EXEC:
+			if (f.stream == 0 || g->state != GS_FREE)
+				die("the host started stream %u twice", f.stream);
+			if (!ready || shutting) {
+				ctrl_frame(FR_FAIL, f.stream, "the sandbox is not running", 26);
+				break;
+			}
+			stream_start(f.stream, (const char *)f.payload, f.len);
+			break;
 		case FR_STDIN:
+			if (g->state == GS_FREE)
+				break; /* the process is gone: the host's frames crossed its EXIT */
 			/* never beyond the window we granted: the buffer is the window */
 			if (fbuf_room(&g->pend_in) < f.len)
-				die("the host sent stdin beyond its window");
-			if (g->in >= 0 && !g->in_eof) {
+				die("the host sent stdin beyond its window on stream %u", f.stream);
+			if (!g->in_eof && (g->state == GS_STARTING || g->in >= 0)) {
 				memcpy(g->pend_in.data + g->pend_in.len, f.payload, f.len);
 				g->pend_in.len += f.len;
 			} else
@@ -363,124 +546,286 @@ static void g_frames(struct grelay *g)
 			break;
 		case FR_STDIN_EOF: g->in_eof = true; break;
 		case FR_SIGNAL:
-			if (f.len == 4 && g->child > 0 && le32_get(f.payload) > 0 && le32_get(f.payload) < 65)
-				kill(g->child, (int)le32_get(f.payload));
+			if (f.len == 4 && g->state != GS_FREE && le32_get(f.payload) > 0 && le32_get(f.payload) < 65)
+				ci_send(ci, CI_SIGNAL, f.stream, (int32_t)le32_get(f.payload), NULL, 0, NULL, 0);
 			break;
-		case FR_WINSIZE: break; /* a terminal comes with exec; nothing to size yet */
+		case FR_WINSIZE:
+			if (f.len == 4 && g->tty) {
+				g->ws.ws_row = (unsigned short)(f.payload[0] | f.payload[1] << 8);
+				g->ws.ws_col = (unsigned short)(f.payload[2] | f.payload[3] << 8);
+				g->ws_pending = true;
+			}
+			break;
+		case FR_OUT_WINDOW:
+			if (f.len != 4)
+				die("a bad output window frame");
+			if (g->state != GS_FREE) {
+				uint32_t n = le32_get(f.payload);
+				if (n > OUTPUT_WINDOW || g->out_win + n > OUTPUT_WINDOW)
+					die("the host granted more output than the window on stream %u", f.stream);
+				g->out_win += n;
+			}
+			break;
+		case FR_SHUTDOWN:
+			if (f.len == 4 && !shutting) {
+				uint32_t grace = le32_get(f.payload);
+				shutting = true;
+				in_ms(&shutdown_at, grace > 600000 ? 600000 : grace);
+				ci_send(ci, CI_SIGNAL_ALL, 0, SIGTERM, NULL, 0, NULL, 0);
+			}
+			break;
 		default: die("unknown frame '%c' from the host", f.type);
 		}
-		fbuf_consume(&g->rx, FRAME_HDR + f.len);
 	}
 	if (k < 0)
 		die("a frame from the host is too large");
+	fbuf_consume(rx, off);
 }
 
-static void g_loop(struct grelay *g)
+static void from_cinit(void)
 {
-	while (g->state != G_DONE) {
-		/* give the window back in batches */
-		if (g->credit && (g->credit >= STDIN_WINDOW / 4 || !g->pend_in.len)) {
-			unsigned char c[4];
-			le32_put(c, g->credit);
-			if (frame_put(&g->tx, FR_WINDOW, 0, c, 4) == 0)
-				g->credit = 0;
+	static char payload[CI_MSG_MAX];
+	struct ci_msg m = { 0, 0, 0 };
+	int fds[3], nfds;
+	long n = ci_recv(ci, &m, payload, sizeof(payload), fds, &nfds);
+	if (n == -EAGAIN)
+		return;
+	if (n < 0)
+		die("the container's init is gone (%s)", strerror((int)-n));
+	if (m.type == CI_READY) {
+		ready = true;
+		ctrl_frame(FR_READY, 0, NULL, 0);
+		if (first_spec)
+			stream_start(0, first_spec, strlen(first_spec));
+		return;
+	}
+	struct gstream *g = m.id < GUEST_STREAMS_MAX ? &streams[m.id] : NULL;
+	if (m.type == CI_STARTED && g && g->state == GS_STARTING) {
+		if (m.val < 0) {
+			for (int i = 0; i < nfds; i++)
+				close(fds[i]);
+			stream_fail(m.id, m.val == -EAGAIN ? "too many processes" : "the process could not start");
+			return;
 		}
-		if (g->in >= 0 && g->in_eof && !g->pend_in.len) {
-			close(g->in);
-			g->in = -1;
+		g->state = GS_RUNNING;
+		if (g->tty) {
+			if (nfds != 1)
+				die("no pty came for stream %u", m.id);
+			g->in = g->out[0] = fds[0];
+			fcntl(g->in, F_SETFL, O_NONBLOCK);
+			g->ws_pending = true;
+			return;
 		}
-		bool room = fbuf_room(&g->tx) >= FRAME_HDR + FRAME_DATA_MAX;
-		struct pollfd pf[6] = {
-			{ g->sfd, POLLIN, 0 },
-			{ ctl, (short)((fbuf_room(&g->rx) ? POLLIN : 0) | (g->tx.len ? POLLOUT : 0)), 0 },
-			{ room ? g->out[0] : -1, POLLIN, 0 },
-			{ room ? g->out[1] : -1, POLLIN, 0 },
-			{ g->pend_in.len ? g->in : -1, POLLOUT, 0 },
-		};
-		int timeout = -1;
-		/* the drain deadline counts only while the pipes are being read: a
-		 * slow host (a full tx) is no reason to drop the workload's output */
-		if (g->state == G_DRAINING && !room)
-			gact_drain(g);
-		if (g->state == G_DRAINING) {
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			long ms = (g->deadline.tv_sec - now.tv_sec) * 1000 +
-				  (g->deadline.tv_nsec - now.tv_nsec) / 1000000;
-			if (ms <= 0) {
-				gfire(g, GE_DEADLINE);
-				continue;
-			}
-			timeout = (int)ms;
-		}
-		if (poll(pf, 5, timeout) < 0) {
-			if (errno == EINTR)
-				continue;
-			die("poll: %s", strerror(errno));
-		}
-		if (pf[0].revents) {
-			struct signalfd_siginfo si;
-			while (read(g->sfd, &si, sizeof(si)) == sizeof(si)) {
-			}
-			int st;
-			pid_t w;
-			while ((w = waitpid(-1, &st, WNOHANG)) > 0)
-				if (w == g->child) {
-					g->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-					g->child = -1;
-					gfire(g, GE_CHILD_EXIT);
-				}
-		}
-		if (pf[1].revents & POLLOUT) {
-			ssize_t n = write(ctl, g->tx.data, g->tx.len);
-			if (n > 0)
-				fbuf_consume(&g->tx, (size_t)n);
-		}
-		if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-			ssize_t n = read(ctl, g->rx.data + g->rx.len, fbuf_room(&g->rx));
-			if (n > 0) {
-				g->rx.len += (size_t)n;
-				g_frames(g);
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-				gfire(g, GE_HOST_GONE);
-		}
-		for (int i = 0; i < 2; i++) {
-			if (!pf[2 + i].revents)
-				continue;
-			unsigned char buf[FRAME_DATA_MAX];
-			ssize_t n = read(g->out[i], buf, sizeof(buf));
-			if (n > 0) {
-				frame_put(&g->tx, i == 0 ? FR_STDOUT : FR_STDERR, 0, buf, (uint32_t)n);
-				if (g->state == G_DRAINING)
-					gact_drain(g); /* output still coming: give it time */
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-				close(g->out[i]);
-				g->out[i] = -1;
+	} else if (m.type == CI_EXITED && g && g->state == GS_RUNNING) {
+		g->status = m.val & 0xff;
+		g->state = GS_DRAINING;
+		in_ms(&g->deadline, DRAIN_MS);
+	}
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+static void stream_io(struct gstream *g, uint32_t s, const struct pollfd *pf)
+{
+	for (int k = 0; k < 2; k++) {
+		if (g->out[k] < 0 || !(pf[k].revents))
+			continue;
+		size_t want = g->out_win < FRAME_DATA_MAX ? g->out_win : FRAME_DATA_MAX;
+		if (!want || fbuf_room(&tx) < FRAME_HDR + FRAME_DATA_MAX + CTRL_RESERVE)
+			continue;
+		unsigned char buf[FRAME_DATA_MAX];
+		ssize_t n = read(g->out[k], buf, want);
+		if (n > 0) {
+			frame_put(&tx, k == 0 ? FR_STDOUT : FR_STDERR, s, buf, (uint32_t)n);
+			g->out_win -= (uint32_t)n;
+			if (g->state == GS_DRAINING)
+				in_ms(&g->deadline, DRAIN_MS); /* output still coming: give it time */
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			/* EOF, or EIO: a pty whose other side is all closed */
+			if (g->tty) {
+				close(g->out[0]);
+				g->in = g->out[0] = -1;
+			} else {
+				close(g->out[k]);
+				g->out[k] = -1;
 			}
 		}
-		if (pf[4].revents) {
-			ssize_t n = write(g->in, g->pend_in.data, g->pend_in.len);
-			if (n > 0) {
-				fbuf_consume(&g->pend_in, (size_t)n);
-				g->credit += (uint32_t)n;
-			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-				/* the workload closed its stdin: drop what it will never read */
-				g->credit += (uint32_t)g->pend_in.len;
-				g->pend_in.len = 0;
+	}
+	if (g->in >= 0 && g->pend_in.len && (pf[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+		ssize_t n = write(g->in, g->pend_in.data, g->pend_in.len);
+		if (n > 0) {
+			fbuf_consume(&g->pend_in, (size_t)n);
+			g->credit += (uint32_t)n;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			/* the process closed its stdin: drop what it will never read */
+			g->credit += (uint32_t)g->pend_in.len;
+			g->pend_in.len = 0;
+			if (!g->tty) {
 				close(g->in);
 				g->in = -1;
 			}
 		}
-		if (g->state == G_DRAINING && g->out[0] < 0 && g->out[1] < 0)
-			gfire(g, GE_PIPES_EOF);
+	}
+}
+
+/* what each stream needs next, without waiting: window grants, EOF, a
+ * window size, the end */
+static void stream_tend(uint32_t s)
+{
+	struct gstream *g = &streams[s];
+	if (g->state == GS_FREE)
+		return;
+	if (g->credit && (g->credit >= STDIN_WINDOW / 4 || !g->pend_in.len)) {
+		unsigned char c[4];
+		le32_put(c, g->credit);
+		ctrl_frame(FR_WINDOW, s, c, 4);
+		g->credit = 0;
+	}
+	if (g->state == GS_STARTING)
+		return;
+	if (g->in >= 0 && g->in_eof && !g->pend_in.len) {
+		if (g->tty) {
+			/* a terminal has no EOF of its own: ^D, as a person would type it */
+			static const char eot = 4;
+			if (write(g->in, &eot, 1) == 1)
+				g->in_eof = false, g->pend_in.len = 0;
+		} else {
+			close(g->in);
+			g->in = -1;
+		}
+	}
+	if (g->ws_pending && g->tty && g->out[0] >= 0) {
+		ioctl(g->out[0], TIOCSWINSZ, &g->ws);
+		g->ws_pending = false;
+	}
+	if (g->state != GS_DRAINING)
+		return;
+	bool drained = g->out[0] < 0 && g->out[1] < 0;
+	if (!drained && g->out_win == 0)
+		in_ms(&g->deadline, DRAIN_MS); /* a slow host is no reason to drop output */
+	if (drained || ms_until(&g->deadline) <= 0) {
+		unsigned char code[4];
+		le32_put(code, (uint32_t)g->status);
+		ctrl_frame(FR_EXIT, s, code, 4);
+		stream_free(s);
+	}
+}
+
+static void on_sigchld(int sfd)
+{
+	struct signalfd_siginfo si;
+	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+	}
+	int st;
+	pid_t w;
+	while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+		if (w == crun) {
+			crun = -1;
+			if (!shutting)
+				die("the container ended (crun: %s %d)", WIFEXITED(st) ? "exit status" : "signal",
+				    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+			finish = true;
+		}
+}
+
+static void relay_loop(int sfd)
+{
+	static struct fbuf rx;
+	if (fbuf_init(&rx, IN_CAP) < 0)
+		die("out of memory");
+	fcntl(ctl, F_SETFL, O_NONBLOCK);
+	fcntl(ci, F_SETFL, O_NONBLOCK);
+	while (!finish) {
+		for (uint32_t s = 0; s < GUEST_STREAMS_MAX; s++)
+			stream_tend(s);
+		if (finish)
+			break;
+		bool live = false;
+		for (uint32_t s = 0; s < GUEST_STREAMS_MAX; s++)
+			live |= streams[s].state != GS_FREE;
+		long timeout = -1;
+		if (shutting) {
+			long ms = ms_until(&shutdown_at);
+			if (!live || (killed_all && ms <= 0)) {
+				finish = true;
+				break;
+			}
+			if (ms <= 0 && !killed_all) {
+				ci_send(ci, CI_SIGNAL_ALL, 0, SIGKILL, NULL, 0, NULL, 0);
+				killed_all = true;
+				in_ms(&shutdown_at, 1000);
+				ms = 1000;
+			}
+			timeout = ms;
+		}
+		struct pollfd pf[3 + 3 * GUEST_STREAMS_MAX];
+		pf[0] = (struct pollfd){ sfd, POLLIN, 0 };
+		pf[1] = (struct pollfd){ ctl, (short)((fbuf_room(&rx) ? POLLIN : 0) | (tx.len ? POLLOUT : 0)), 0 };
+		pf[2] = (struct pollfd){ ci, POLLIN, 0 };
+		bool room = fbuf_room(&tx) >= FRAME_HDR + FRAME_DATA_MAX + CTRL_RESERVE;
+		for (uint32_t s = 0; s < GUEST_STREAMS_MAX; s++) {
+			struct gstream *g = &streams[s];
+			struct pollfd *p = &pf[3 + 3 * s];
+			bool take = g->state != GS_FREE && room && g->out_win > 0;
+			p[0] = (struct pollfd){ take ? g->out[0] : -1, POLLIN, 0 };
+			p[1] = (struct pollfd){ take ? g->out[1] : -1, POLLIN, 0 };
+			p[2] = (struct pollfd){ g->pend_in.len && !g->tty ? g->in : -1, POLLOUT, 0 };
+			if (g->tty && g->pend_in.len && g->in >= 0 && !take) {
+				/* one descriptor for both ways: wait for whichever is possible */
+				p[0] = (struct pollfd){ g->in, POLLOUT, 0 };
+			} else if (g->tty && g->pend_in.len && g->in >= 0)
+				p[0].events |= POLLOUT;
+			if (g->state == GS_DRAINING) {
+				long ms = ms_until(&g->deadline);
+				if (timeout < 0 || ms < timeout)
+					timeout = ms < 0 ? 0 : ms;
+			}
+		}
+		if (poll(pf, 3 + 3 * GUEST_STREAMS_MAX, (int)timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll: %s", strerror(errno));
+		}
+		if (pf[0].revents)
+			on_sigchld(sfd);
+		if (pf[1].revents & POLLOUT) {
+			ssize_t n = write(ctl, tx.data, tx.len);
+			if (n > 0)
+				fbuf_consume(&tx, (size_t)n);
+		}
+		if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = read(ctl, rx.data + rx.len, fbuf_room(&rx));
+			if (n > 0) {
+				rx.len += (size_t)n;
+				host_frames(&rx);
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				/* the host is gone: nobody is left to serve */
+				leave();
+			}
+		}
+		if (pf[2].revents)
+			from_cinit();
+		for (uint32_t s = 0; s < GUEST_STREAMS_MAX; s++) {
+			struct gstream *g = &streams[s];
+			if (g->state == GS_RUNNING || g->state == GS_DRAINING) {
+				struct pollfd *p = &pf[3 + 3 * s];
+				struct pollfd q[3] = { p[0], p[1], p[2] };
+				if (g->tty)
+					q[2].revents = p[0].revents; /* POLLOUT on the master */
+				if (g->tty && !(p[0].events & POLLIN))
+					q[0].revents = 0;
+				stream_io(g, s, q);
+			}
+		}
 	}
 }
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && !strcmp(argv[1], "--workload"))
+	if (argc > 1 && !strcmp(argv[1], CONTAINER_INIT_WORKLOAD))
 		return container_init(argc, argv);
-	int outp[2], errp[2], inp[2];
+	if (argc > 1 && !strcmp(argv[1], CONTAINER_INIT_SERVE))
+		return cinit_serve();
 	sigset_t mask;
 
 	if (getpid() != 1) {
@@ -506,6 +851,10 @@ int main(int argc, char **argv)
 		if (con > 2)
 			close(con);
 	}
+	if (fbuf_init(&tx, OUT_CAP) < 0)
+		die("out of memory");
+	for (uint32_t s = 0; s < GUEST_STREAMS_MAX; s++)
+		streams[s].in = streams[s].out[0] = streams[s].out[1] = -1;
 	ctl = open_ctl_port();
 	{
 		char hello[64];
@@ -537,6 +886,9 @@ int main(int argc, char **argv)
 			die("control port closed before the plan came");
 		rx.len += (size_t)n;
 	}
+	if (rx.len)
+		die("the host sent frames before the guest was ready");
+	fbuf_free(&rx);
 
 	/* the workload's rootfs: read-only drive + tmpfs overlay */
 	mkdir_p(RUN "/lower");
@@ -556,51 +908,39 @@ int main(int argc, char **argv)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
-	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(inp, O_CLOEXEC) < 0)
-		die("pipe: %s", strerror(errno));
-	pid_t child = fork();
-	if (child < 0)
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		die("socketpair: %s", strerror(errno));
+	crun = fork();
+	if (crun < 0)
 		die("fork: %s", strerror(errno));
-	if (child == 0) {
+	if (crun == 0) {
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		dup2(inp[0], 0);
-		dup2(outp[1], 1);
-		dup2(errp[1], 2);
-		execl(CRUN, "crun", "--root", "/run/crun", "--cgroup-manager=cgroupfs", "run", "--bundle", BUNDLE,
-		      "boxkit", (char *)NULL);
+		/* the container init's end at fd 3, kept by crun --preserve-fds 1 */
+		if (dup2(sp[1], CI_FD) < 0)
+			_exit(125);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (null >= 0)
+			dup2(null, 0);
+		execl(CRUN, "crun", "--root", "/run/crun", "--cgroup-manager=cgroupfs", "run", "--preserve-fds", "1",
+		      "--bundle", BUNDLE, "boxkit", (char *)NULL);
 		fprintf(stderr, "boxkit-init: error: exec " CRUN ": %s\n", strerror(errno));
 		_exit(125);
 	}
-	close(inp[0]);
-	close(outp[1]);
-	close(errp[1]);
+	close(sp[1]);
+	ci = sp[0];
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		die("signalfd: %s", strerror(errno));
+	relay_loop(sfd);
 
-	struct grelay g = {
-		.state = G_RUNNING, .child = child, .status = -1, .out = { outp[0], errp[0] }, .in = inp[1], .rx = rx
-	};
-	g.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (g.sfd < 0 || fbuf_init(&g.tx, OUT_CAP) < 0 || fbuf_init(&g.pend_in, STDIN_WINDOW) < 0)
-		die("cannot set up the relay: %s", strerror(errno));
-	fcntl(ctl, F_SETFL, O_NONBLOCK);
-	for (int i = 0; i < 2; i++)
-		fcntl(g.out[i], F_SETFL, O_NONBLOCK);
-	fcntl(g.in, F_SETFL, O_NONBLOCK);
-	/* the first window: the host may send this much stdin */
-	g.credit = STDIN_WINDOW;
-	g_frames(&g); /* frames that came with the plan */
-	g_loop(&g);
-
-	/* the status, after every byte of output */
-	unsigned char code[4];
-	le32_put(code, (uint32_t)(g.status < 0 ? 125 : g.status));
-	frame_put(&g.tx, FR_EXIT, 0, code, 4);
 	/* blocking now: a write to the port returns once the host has taken the
 	 * data, so nothing is lost in flight when the VM reboots next */
 	fcntl(ctl, F_SETFL, 0);
-	if (write_all(ctl, g.tx.data, g.tx.len) < 0)
-		fprintf(stderr, "boxkit-init: error: cannot send the exit status: %s\n", strerror(errno));
+	if (write_all(ctl, tx.data, tx.len) < 0)
+		fprintf(stderr, "boxkit-init: error: cannot send the last frames: %s\n", strerror(errno));
 	fsync(ctl);
 	leave();
 }

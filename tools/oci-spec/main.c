@@ -63,7 +63,8 @@ static void usage(FILE *f)
 	      "  --user UID[:GID]    numeric user (default 0:0)\n"
 	      "  --hostname NAME     hostname (default boxkit)\n"
 	      "  --terminal          allocate a terminal\n"
-	      "  --init              run CMD under boxkit's init (signals, 126/127 exit codes)\n"
+	      "  --init              run CMD under boxkit's init (signals, 126/127 exit codes);\n"
+	      "                      without CMD, a sandbox's init that only serves execs\n"
 	      "  --mounts-from FILE  volspec-parse JSON lines ('-' for stdin) as bind mounts\n"
 	      "  --seccomp PROFILE   default or unconfined\n"
 	      "  --output FILE       write FILE atomically instead of stdout\n"
@@ -226,7 +227,7 @@ static int parse_argv(int argc, char **argv)
 		log_error("--output and --bundle cannot be used together");
 		return -1;
 	}
-	if (optind == argc) {
+	if (optind == argc && !arg.init) {
 		log_error("no command given: oci-spec [OPTIONS] -- CMD [ARG...]");
 		return -1;
 	}
@@ -578,7 +579,8 @@ static int build(struct json_object **out)
 	json_object_object_add(proc, "user", user);
 	if (arg.init) {
 		json_object_array_add(args, json_object_new_string(CONTAINER_INIT));
-		json_object_array_add(args, json_object_new_string("--workload"));
+		json_object_array_add(
+			args, json_object_new_string(arg.argc ? CONTAINER_INIT_WORKLOAD : CONTAINER_INIT_SERVE));
 	}
 	for (int i = 0; i < arg.argc; i++)
 		json_object_array_add(args, json_object_new_string(arg.argv[i]));

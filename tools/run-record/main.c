@@ -12,7 +12,7 @@
 #include <string.h>
 
 static struct {
-	const char *cmd, *home, *id;
+	const char *cmd, *home, *id, *name;
 	long owner;
 	char **rest;
 	int nrest;
@@ -20,7 +20,8 @@ static struct {
 
 static void usage(FILE *f)
 {
-	fputs("Usage: run-record new [--owner PID]          make a run; print its id\n"
+	fputs("Usage: run-record new [--owner PID] [--name NAME]  make a run (a sandbox when named); print its id\n"
+	      "       run-record find --name NAME           the id of the sandbox NAME\n"
 	      "       run-record add --id ID LIST VALUE     LIST: jail, anonymous, socket\n"
 	      "       run-record owner --id ID PID          one more process that owns the run\n"
 	      "       run-record show --id ID               the record (one JSON line)\n"
@@ -42,15 +43,19 @@ static void usage(FILE *f)
 static int parse_argv(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "home", required_argument, NULL, 'H' },  { "id", required_argument, NULL, 'i' },
-		{ "owner", required_argument, NULL, 'o' }, { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },	   { 0 },
+		{ "home", required_argument, NULL, 'H' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "owner", required_argument, NULL, 'o' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
-	static const char *const cmds[] = { "new", "add", "owner", "show", "ls", "rm", "gc" };
+	static const char *const cmds[] = { "new", "add", "owner", "show", "ls", "rm", "gc", "find" };
 	int c;
 	char *end;
 	if (argc < 2) {
-		log_error("no command given (new, add, owner, show, ls, rm, gc)");
+		log_error("no command given (new, add, owner, show, ls, rm, gc, find)");
 		return -1;
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -61,7 +66,7 @@ static int parse_argv(int argc, char **argv)
 		if (!strcmp(argv[1], cmds[i]))
 			arg.cmd = cmds[i];
 	if (!arg.cmd) {
-		log_error("unknown command '%s' (new, add, owner, show, ls, rm, gc)", argv[1]);
+		log_error("unknown command '%s' (new, add, owner, show, ls, rm, gc, find)", argv[1]);
 		return -1;
 	}
 	optind = 2;
@@ -69,6 +74,7 @@ static int parse_argv(int argc, char **argv)
 		switch (c) {
 		case 'H': arg.home = optarg; break;
 		case 'i': arg.id = optarg; break;
+		case 'n': arg.name = optarg; break;
 		case 'o':
 			arg.owner = strtol(optarg, &end, 10);
 			if (*end || end == optarg || arg.owner < 1) {
@@ -83,7 +89,12 @@ static int parse_argv(int argc, char **argv)
 	}
 	arg.rest = argv + optind;
 	arg.nrest = argc - optind;
-	bool needs_id = strcmp(arg.cmd, "new") && strcmp(arg.cmd, "ls") && strcmp(arg.cmd, "gc");
+	bool needs_id =
+		strcmp(arg.cmd, "new") && strcmp(arg.cmd, "ls") && strcmp(arg.cmd, "gc") && strcmp(arg.cmd, "find");
+	if (!strcmp(arg.cmd, "find") && !arg.name) {
+		log_error("find needs --name");
+		return -1;
+	}
 	if (needs_id && !arg.id) {
 		log_error("%s needs --id", arg.cmd);
 		return -1;
@@ -147,6 +158,10 @@ static int cmd_ls(int homefd)
 		struct json_object *v;
 		if (o && json_object_object_get_ex(o, "created", &v))
 			json_object_object_add(line, "created", json_object_get(v));
+		if (o && json_object_object_get_ex(o, "name", &v))
+			json_object_object_add(line, "name", json_object_get(v));
+		if (o && json_object_object_get_ex(o, "stopped", &v))
+			json_object_object_add(line, "stopped", json_object_get(v));
 		json_object_object_add(line, "owned", json_object_new_boolean(o && run_owned(homefd, e->d_name)));
 		if (!o)
 			json_object_object_add(line, "error", json_object_new_string(strerror(-lr)));
@@ -174,10 +189,27 @@ static int run(void)
 	if (arg.id && !run_id_valid(arg.id))
 		return refused_id(arg.id);
 
+	if (arg.name && !run_name_valid(arg.name)) {
+		log_error("'%s' is not a valid name (1 to 128 of [A-Za-z0-9_.-])", arg.name);
+		return EXIT_REFUSED;
+	}
+	if (!strcmp(arg.cmd, "find")) {
+		char id[RUN_ID_LEN + 1];
+		r = run_find(homefd, arg.name, id);
+		if (r == -ENOENT)
+			return log_error("no sandbox named '%s'", arg.name), EXIT_REFUSED;
+		if (r < 0)
+			return log_sys(r, "cannot look up '%s'", arg.name);
+		printf("%s\n", id);
+		return 0;
+	}
 	if (!strcmp(arg.cmd, "new")) {
 		char id[RUN_ID_LEN + 1];
-		if ((r = run_id_new(id)) < 0 ||
-		    (r = run_create(homefd, id, arg.owner > 0 ? (pid_t)arg.owner : getppid())) < 0)
+		if ((r = run_id_new(id)) == 0)
+			r = run_create_named(homefd, id, arg.owner > 0 ? (pid_t)arg.owner : getppid(), arg.name);
+		if (r == -EEXIST)
+			return log_error("the name '%s' is already in use by a sandbox", arg.name), EXIT_REFUSED;
+		if (r < 0)
 			return log_sys(r, "cannot create a run under '%s/" RUN_ROOT "'", home);
 		printf("%s\n", id);
 		return 0;

@@ -15,6 +15,9 @@ struct launch_args {
 	long memory, cpus;
 	double timeout;
 	bool probe_only;
+	bool tty;    /* the first command gets a pty; the caller's terminal goes raw */
+	bool rm;     /* --detach --rm: the sandbox's record goes too when it stops */
+	bool detach; /* keep mode: a sandbox; the monitor goes on in the background */
 };
 extern struct launch_args arg;
 
@@ -63,8 +66,9 @@ struct vm {
 	struct timespec t0;
 	struct volume *vols;
 	int nvols;
-	int volfd;   /* O_PATH: <home>/volumes, the store */
-	int sockdir; /* O_PATH: the jail's /run, holding the vhost-user sockets */
+	int ready_fd; /* --detach: the parent waits on this until the sandbox is ready */
+	int volfd;    /* O_PATH: <home>/volumes, the store */
+	int sockdir;  /* O_PATH: the jail's /run, holding the vhost-user sockets */
 	int vfsd_bin;
 	struct elfdeps *vfsd_deps;
 };
@@ -93,6 +97,9 @@ struct outcome {
 	char fail[1024];  /* the guest init's failure message */
 };
 int relay_run(struct vm *vm, const char *config, size_t config_len, struct outcome *oc);
+/* the caller's terminal (--tty): raw until term_restore, also on every exit path */
+int term_raw(int fd);
+void term_restore(void);
 void print_console_tail(const char *run_dir);
 
 /* accel.c */

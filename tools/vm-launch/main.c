@@ -44,6 +44,14 @@ static void usage(FILE *f)
 	      "  --run ID            the run (from run-record new) this launch belongs to; default: a new one\n"
 	      "  --qemu PATH         the QEMU binary (default qemu-system-x86_64)\n"
 	      "  --home DIR          boxkit home\n"
+	      "  -t, --tty           give the command a terminal (stdin must be one; it goes raw\n"
+	      "                      and is restored at exit; the window size follows)\n"
+	      "  -d, --detach        a sandbox: boot, return once the container is up, and\n"
+	      "                      leave a monitor serving <run dir>/monitor.sock (box-ctl)\n"
+	      "                      until it is stopped; the config's command, if any, runs\n"
+	      "                      first with its output in the console log\n"
+	      "  --rm                with --detach: remove the sandbox's record and logs too\n"
+	      "                      when it stops (else they stay until run-record rm)\n"
 	      "  --probe-accel       print what --accel auto picks (JSON) and exit\n"
 	      "  -v, --verbose       say what is chosen and done\n"
 	      "  -h, --help          this text\n"
@@ -71,7 +79,8 @@ static int parse_argv(int argc, char **argv)
 		O_QEMU,
 		O_HOME,
 		O_PROBE,
-		O_VFSD_HANDLES
+		O_VFSD_HANDLES,
+		O_RM
 	};
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -88,13 +97,16 @@ static int parse_argv(int argc, char **argv)
 		{ "qemu", required_argument, NULL, O_QEMU },
 		{ "home", required_argument, NULL, O_HOME },
 		{ "probe-accel", no_argument, NULL, O_PROBE },
+		{ "tty", no_argument, NULL, 't' },
+		{ "detach", no_argument, NULL, 'd' },
+		{ "rm", no_argument, NULL, O_RM },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
 	char *end;
-	while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hvtd", opts, NULL)) != -1) {
 		switch (c) {
 		case O_CONFIG: arg.config = optarg; break;
 		case O_KERNEL: arg.kernel = optarg; break;
@@ -141,6 +153,9 @@ static int parse_argv(int argc, char **argv)
 		case O_HOME: arg.home = optarg; break;
 		case O_PROBE: arg.probe_only = true; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
+		case 't': arg.tty = true; break;
+		case 'd': arg.detach = true; break;
+		case O_RM: arg.rm = true; break;
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); return -1;
 		}
@@ -153,7 +168,74 @@ static int parse_argv(int argc, char **argv)
 		log_error("--config is required (make one with oci-spec)");
 		return -1;
 	}
+	if (arg.rm && !arg.detach) {
+		log_error("--rm is for --detach (a run is always removed when it ends)");
+		return -1;
+	}
+	if (arg.tty && arg.detach) {
+		log_error("--tty and --detach do not go together (box-ctl exec --tty gives a terminal to a sandbox)");
+		return -1;
+	}
+	if (arg.tty && !isatty(STDIN_FILENO)) {
+		log_error("--tty needs a terminal on stdin (run it from one, or leave out -t)");
+		return -1;
+	}
 	return 0;
+}
+
+/* --detach: the caller waits until the sandbox is ready (0) or has failed
+ * (the monitor's status, its errors on our stderr); a signal meanwhile goes
+ * on to the monitor, which stops the VM and cleans up. The monitor is a
+ * session of its own, with /dev/null for stdin and stdout (a caller reading
+ * our stdout gets its EOF), and its stderr in monitor.log once ready. */
+static int detach(struct vm *vm)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return log_sys(errno, "pipe"), EXIT_LAUNCH;
+	pid_t pid = fork();
+	if (pid < 0)
+		return log_sys(errno, "fork"), EXIT_LAUNCH;
+	if (pid == 0) {
+		close(p[0]);
+		vm->ready_fd = p[1];
+		setsid();
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
+			_exit(EXIT_LAUNCH);
+		close(null);
+		return -1; /* go on: the monitor */
+	}
+	close(p[1]);
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	char c = 0;
+	for (;;) {
+		struct pollfd pf[2] = { { p[0], POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si))
+				kill(pid, (int)si.ssi_signo);
+		}
+		if (pf[0].revents) {
+			if (read(p[0], &c, 1) != 1)
+				c = 0;
+			break;
+		}
+	}
+	close(p[0]);
+	if (c == '1')
+		return 0;
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+	}
+	return WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : EXIT_LAUNCH;
 }
 
 /* The one place a run's outcome becomes vm-launch's exit status. */
@@ -221,6 +303,7 @@ static int launcher_main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *config = NULL;
 	struct vm vm = { .ctl = -1,
+			 .ready_fd = -1,
 			 .qemu = -1,
 			 .sockdir = -1,
 			 .volfd = -1,
@@ -241,6 +324,17 @@ static int launcher_main(int argc, char **argv)
 			return EXIT_LAUNCH;
 	if (parse_argv(argc, argv) < 0)
 		return EXIT_LAUNCH;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	/* before any thread: the monitor is the forked child */
+	if (arg.detach && !arg.probe_only && (r = detach(&vm)) >= 0)
+		return r;
 	/* our own lines must never block on a caller that stops reading stderr */
 	log_async();
 	if ((r = boxkit_home_canon(arg.home, true, &home)) < 0) {
@@ -258,6 +352,7 @@ static int launcher_main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGWINCH);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -274,11 +369,33 @@ static int launcher_main(int argc, char **argv)
 		r = shares_start(&vm);
 	if (r == 0)
 		r = vm_start(&vm);
-	if (r == 0)
+	if (r == 0 && arg.tty && (r = term_raw(STDIN_FILENO)) < 0)
+		r = log_sys(r, "cannot put the terminal in raw mode");
+	if (r == 0 && arg.detach) {
+		r = relay_run(&vm, config, config_len, &oc) < 0 || oc.failed ? EXIT_LAUNCH : 0;
+		if (oc.fail[0]) {
+			log_error("guest init failed: %s", oc.fail);
+			print_console_tail(vm.run_dir);
+		}
+	} else if (r == 0)
 		r = relay_run(&vm, config, config_len, &oc) < 0 ? EXIT_LAUNCH : exit_status(&vm, &oc);
 	else
 		r = EXIT_LAUNCH; /* every failure before the relay is a launcher failure */
+	term_restore();
 	vm_cleanup(&vm);
+	if (arg.detach && arg.rm && vm.run_id[0]) {
+		char err[1024] = "";
+		if (run_cleanup(vm.homefd, vm.run_id, err, sizeof(err)) < 0)
+			log_warn("%s (box gc retries)", err);
+	} else if (arg.detach && vm.run_id[0]) {
+		/* the sandbox's record stays (box ls, box logs) until box rm */
+		int k = run_stop(vm.homefd, vm.run_id, oc.failed ? "failed" : oc.timed_out ? "timeout" : "stopped", -1);
+		if (k < 0)
+			log_sys(k, "cannot mark the sandbox stopped");
+		log_info("the sandbox stopped");
+	}
+	if (vm.ready_fd >= 0)
+		close(vm.ready_fd); /* never ready: the parent reports our status */
 	close(vm.homefd);
 	if (close_stdout() < 0 && r == 0)
 		r = EXIT_LAUNCH;

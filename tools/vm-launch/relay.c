@@ -2,23 +2,30 @@
 /* The relay: one event loop over descriptors boxkit owns, all non-blocking,
  * with a bounded buffer per direction, writing only when the peer is ready.
  *
+ * Every process in the guest is a stream (guest-abi.h). A stream's other
+ * end is an endpoint: the caller's own stdin, stdout and stderr (run mode's
+ * stream 0), a client of the monitor's socket (box exec, in keep mode), or
+ * the console log (the first command of a detached run). Both directions
+ * are windowed per stream: the guest sends a stream's output only within
+ * what the host granted, and the host grants it back only once the bytes
+ * left toward the endpoint, so one endpoint that stops reading stalls its
+ * own process and nothing else; stdin goes to the guest only within the
+ * window the guest init grants. The loop always reads the guest.
+ *
  * The caller's stdin, stdout and stderr are never touched by the loop: one
  * small thread per descriptor does plain blocking reads or writes on it and
  * talks to the loop through a pipe of ours. So the caller's open file
  * descriptions keep their flags (setting O_NONBLOCK on a shared stdin breaks
- * the caller's next `read`), whatever kind of file they are (a tty, a pipe, a
- * socket, a regular file: splice needs a pipe, and a reopened
- * /proc/self/fd/0 has its own offset), and a caller that stops reading our
- * output only stalls that thread, never the loop: timeouts and signals still
- * take effect. Backpressure is end to end: a full pipe stops the loop
- * reading the guest's frames, which stops the guest; stdin goes to the guest
- * only within the window the guest init grants.
+ * the caller's next `read`), whatever kind of file they are, and a caller
+ * that stops reading our output only stalls that thread, never the loop:
+ * timeouts and signals still take effect.
  *
  * What the loop does next is read from a state table (transitions[] below):
  * an event in a state runs an action and moves to the next state. */
 #include "common.h"
 #include "guest-abi.h"
 #include "launch.h"
+#include "monitor-abi.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -27,17 +34,26 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 
-#define OUT_CAP (FRAME_HDR + FRAME_MAX + 4 * (FRAME_HDR + FRAME_DATA_MAX))
+#define OUT_CAP (FRAME_HDR + FRAME_MAX + 8 * (FRAME_HDR + FRAME_DATA_MAX))
+#define OUT_RESERVE (128 * 1024) /* stdin and execs never take this: signals, grants */
 #define IN_CAP (FRAME_HDR + FRAME_DATA_MAX)
-#define CONSOLE_CAP (512 * 1024) /* console.log, then rotated to console.log.1 */
-#define HELLO_DEADLINE_MS 60000	 /* the guest init must say hello within this */
-#define SIGNAL_GRACE_MS 700	 /* a signal forwarded to the workload: then the VM goes */
-#define EXIT_GRACE_MS 5000	 /* the workload's status is in: QEMU should exit by then */
+#define CONN_OUT_CAP (10 * OUTPUT_WINDOW + 65536) /* a window of 1-byte frames, and control frames */
+#define CONN_GRANT_AT (32 * 1024)		  /* grant output back once the client's queue is this low */
+#define CONSOLE_CAP (512 * 1024)		  /* console.log, then rotated to console.log.1 */
+#define HELLO_DEADLINE_MS 60000			  /* the guest init must say hello within this */
+#define READY_DEADLINE_MS 60000			  /* keep mode: the container must be up within this */
+#define SIGNAL_GRACE_MS 700			  /* a signal forwarded to the workload: then the VM goes */
+#define EXIT_GRACE_MS 5000			  /* the workload's status is in: QEMU should exit by then */
+#define SHUTDOWN_SLACK_MS 3000			  /* after a stop's grace: then QEMU is killed */
 
 /* ---- the caller's descriptors, each served by a thread ------------------------------------ */
 
@@ -146,35 +162,90 @@ static int pump_start(struct pump *p, int caller, bool in)
 	return 0;
 }
 
+/* ---- the caller's terminal ------------------------------------------------------------ */
+
+static struct termios saved_tio;
+static int saved_tio_fd = -1;
+
+int term_raw(int fd)
+{
+	struct termios t;
+	if (tcgetattr(fd, &t) < 0)
+		return -errno;
+	saved_tio = t;
+	cfmakeraw(&t);
+	if (tcsetattr(fd, TCSAFLUSH, &t) < 0)
+		return -errno;
+	saved_tio_fd = fd;
+	return 0;
+}
+
+void term_restore(void)
+{
+	if (saved_tio_fd >= 0)
+		tcsetattr(saved_tio_fd, TCSAFLUSH, &saved_tio);
+	saved_tio_fd = -1;
+}
+
+/* ---- streams, endpoints, clients --------------------------------------------------------- */
+
+enum ep_kind { EP_NONE, EP_LOCAL, EP_CONN, EP_LOG };
+
+struct conn {
+	int fd;
+	struct fbuf in, out; /* frames from the client; frames for it */
+	int stream;	     /* its process, or -1 */
+	bool stopper;	     /* it asked the sandbox to stop */
+	bool closing;	     /* write out what is queued, then close */
+	uint32_t pending_grant;
+};
+
+struct hstream {
+	bool used;
+	enum ep_kind ep;
+	struct conn *c;
+	uint32_t window;	/* stdin bytes the guest lets us send */
+	uint32_t client_window; /* of that, granted on to the client, not yet used */
+	uint32_t grant;		/* output delivered, not yet granted back to the guest */
+	bool exited;
+	bool eof_sent; /* EP_LOG: no stdin */
+};
+
 /* ---- the loop's state ------------------------------------------------------------------ */
 
-enum rstate { ST_BOOTING, ST_RUNNING, ST_SIGNALLED, ST_EXITED, ST_STOPPING, ST_DONE, ST__N };
-static const char *const state_name[] = { "booting", "running", "signalled", "exited", "stopping", "done" };
+enum rstate { ST_BOOTING, ST_RUNNING, ST_SIGNALLED, ST_EXITED, ST_SHUTTING, ST_STOPPING, ST_DONE, ST__N };
+static const char *const state_name[] = { "booting",	   "running",  "signalled", "exited",
+					  "shutting down", "stopping", "done" };
 
 enum revent {
 	EV_HELLO,      /* the guest init is up */
-	EV_EXIT,       /* the workload's status came */
+	EV_READY,      /* the container is up */
+	EV_EXIT,       /* stream 0's status came (run mode) */
 	EV_FAIL,       /* the guest init failed (it reboots next) */
 	EV_BAD_FRAME,  /* a frame we cannot accept */
 	EV_SIGNAL,     /* SIGINT, SIGTERM or SIGHUP */
+	EV_STOP,       /* a client asked the sandbox to stop */
 	EV_TIMEOUT,    /* --timeout */
-	EV_DEADLINE,   /* the state's own deadline (hello, signal grace, exit grace) */
+	EV_DEADLINE,   /* the state's own deadline */
 	EV_SHARE_DIED, /* a virtiofsd ended while the VM ran */
 	EV_QEMU_EXIT,  /* QEMU is gone (reaped) */
 	EV__N
 };
-static const char *const event_name[] = { "hello",   "exit",	 "fail",       "bad frame", "signal",
-					  "timeout", "deadline", "share died", "qemu exit" };
+static const char *const event_name[] = { "hello", "ready",   "exit",	  "fail",	"bad frame", "signal",
+					  "stop",  "timeout", "deadline", "share died", "qemu exit" };
 
 struct relay {
 	struct vm *vm;
 	const char *config;
 	size_t config_len;
+	struct json_object *cfg; /* the config: an exec's default environment and directory */
 	enum rstate state;
+	bool keep, ready;
 	struct fbuf in, out, pend[2];
-	uint32_t window;
-	bool stdin_open;
-	int status; /* the workload's, or -1 */
+	struct hstream st[GUEST_STREAMS_MAX];
+	struct conn *conns[MONITOR_CONN_MAX];
+	int listen_fd;
+	int status; /* stream 0's, or -1 */
 	int sig;    /* the first signal that came */
 	bool timed_out, bad, no_hello, share_failed, plan_failed;
 	bool stopped; /* it went through ST_STOPPING: killed, not finished */
@@ -183,12 +254,28 @@ struct relay {
 	struct pump pin, pout[2];
 	int console, log_fd, run_fd;
 	size_t console_written;
+	uid_t owner; /* the uid that may use the monitor's socket */
 };
 
 static void arm_deadline(struct relay *r, int ms)
 {
 	struct itimerspec its = { .it_value = { ms / 1000, (long)(ms % 1000) * 1000000L } };
 	timerfd_settime(r->dfd, 0, &its, NULL);
+}
+
+static int put(struct relay *r, char type, uint32_t s, const void *p, uint32_t n)
+{
+	int k = frame_put(&r->out, type, s, p, n);
+	if (k < 0)
+		log_debug("the frame queue to the guest is full: '%c' for stream %u dropped", type, s);
+	return k;
+}
+
+static void put_u32(struct relay *r, char type, uint32_t s, uint32_t v)
+{
+	unsigned char p[4];
+	le32_put(p, v);
+	put(r, type, s, p, 4);
 }
 
 /* ---- actions ---------------------------------------------------------------------------- */
@@ -208,12 +295,8 @@ static void act_send_plan(struct relay *r)
 	struct vm *vm = r->vm;
 	cleanup_json struct json_object *plan = json_object_new_object();
 	struct json_object *vols = json_object_new_array();
-	struct json_tokener *tok = json_tokener_new_ex(64);
-	struct json_object *cfg = tok ? json_tokener_parse_ex(tok, r->config, (int)r->config_len) : NULL;
-	if (tok)
-		json_tokener_free(tok);
 	json_object_object_add(plan, "version", json_object_new_int(GUEST_PLAN_VERSION));
-	json_object_object_add(plan, "config", cfg);
+	json_object_object_add(plan, "config", json_object_get(r->cfg));
 	for (int i = 0; i < vm->nvols; i++) {
 		struct json_object *v = json_object_new_object();
 		json_object_object_add(v, "tag", json_object_new_string(vm->vols[i].e.tag));
@@ -224,25 +307,62 @@ static void act_send_plan(struct relay *r)
 		json_object_array_add(vols, v);
 	}
 	json_object_object_add(plan, "volumes", vols);
+	json_object_object_add(plan, "keep", json_object_new_boolean(r->keep));
+	json_object_object_add(plan, "tty", json_object_new_boolean(arg.tty));
+	if (arg.tty) {
+		struct winsize ws = { 0 };
+		if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+			json_object_object_add(plan, "rows", json_object_new_int(ws.ws_row));
+			json_object_object_add(plan, "cols", json_object_new_int(ws.ws_col));
+		}
+	}
 	const char *t = json_object_to_json_string_ext(plan, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	size_t n = t ? strlen(t) : 0;
-	if (!cfg || !t || n > FRAME_MAX || frame_put(&r->out, FR_PLAN, 0, t, (uint32_t)n) < 0) {
+	if (!t || n > FRAME_MAX || frame_put(&r->out, FR_PLAN, 0, t, (uint32_t)n) < 0) {
 		log_error("cannot send the plan to the guest (%zu bytes)", n);
 		r->plan_failed = true;
 		vm_kill(vm);
 		return;
 	}
 	log_debug("guest init is up (%.3f s): plan sent", vm_elapsed(vm));
-	r->stdin_open = true;
+	/* run mode: stream 0 is the caller's; keep mode: the container must come up */
+	if (r->keep)
+		arm_deadline(r, READY_DEADLINE_MS);
+	else
+		arm_deadline(r, 0);
+}
+
+static void act_ready(struct relay *r)
+{
+	r->ready = true;
+	arm_deadline(r, 0);
+	log_debug("the sandbox is ready (%.3f s)", vm_elapsed(r->vm));
+	if (r->vm->ready_fd >= 0) {
+		/* the parent (box create) returns now; what we log next goes to monitor.log */
+		if (write(r->vm->ready_fd, "1", 1) < 0)
+			log_debug("the parent is gone");
+		close(r->vm->ready_fd);
+		r->vm->ready_fd = -1;
+		int fd = openat(r->run_fd, MONITOR_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0) {
+			log_flush(1000);
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+	}
+}
+
+static void act_no_ready(struct relay *r)
+{
+	r->no_hello = true;
+	log_error("the container did not come up within %d s: stopping the VM", READY_DEADLINE_MS / 1000);
+	vm_kill(r->vm);
 }
 
 static void act_forward_signal(struct relay *r)
 {
-	unsigned char p[4];
-	le32_put(p, (uint32_t)r->sig);
 	log_debug("caught signal %d: passing it to the workload", r->sig);
-	if (frame_put(&r->out, FR_SIGNAL, 0, p, 4) < 0)
-		vm_kill(r->vm);
+	put_u32(r, FR_SIGNAL, 0, (uint32_t)r->sig);
 	arm_deadline(r, SIGNAL_GRACE_MS);
 }
 
@@ -250,6 +370,27 @@ static void act_exit_grace(struct relay *r)
 {
 	log_debug("workload exited with %d (%.3f s)", r->status, vm_elapsed(r->vm));
 	arm_deadline(r, EXIT_GRACE_MS);
+}
+
+/* keep mode: a stop (box stop, or a signal to the monitor): every process
+ * gets SIGTERM, then SIGKILL after the grace, then the VM powers off; QEMU
+ * is killed if it has not gone a little after that */
+static uint32_t stop_grace_ms = MONITOR_STOP_GRACE_MS;
+static void act_shutdown(struct relay *r)
+{
+	log_debug("stopping the sandbox (grace %u ms)", stop_grace_ms);
+	put_u32(r, FR_SHUTDOWN, 0, stop_grace_ms);
+	arm_deadline(r, (int)stop_grace_ms + SHUTDOWN_SLACK_MS);
+}
+
+/* a second stop while shutting down: a short grace means now */
+static void act_stop_again(struct relay *r)
+{
+	if (stop_grace_ms <= 1) {
+		vm_kill(r->vm);
+		r->state = ST_STOPPING;
+		r->stopped = true;
+	}
 }
 
 static void act_timeout(struct relay *r)
@@ -283,14 +424,18 @@ static const struct transition {
 	{ ST_BOOTING, EV_HELLO, act_send_plan, ST_RUNNING },
 	{ ST_BOOTING, EV_DEADLINE, act_no_hello, ST_STOPPING },
 	{ ST_BOOTING, EV_SIGNAL, act_kill, ST_STOPPING },
+	{ ST_BOOTING, EV_STOP, act_kill, ST_STOPPING },
 	{ ST_BOOTING, EV_TIMEOUT, act_timeout, ST_STOPPING },
 	{ ST_BOOTING, EV_FAIL, act_none, ST_BOOTING },
 	{ ST_BOOTING, EV_BAD_FRAME, act_bad_frame, ST_STOPPING },
 	{ ST_BOOTING, EV_SHARE_DIED, act_kill, ST_STOPPING },
 	{ ST_BOOTING, EV_QEMU_EXIT, act_none, ST_DONE },
 
+	{ ST_RUNNING, EV_READY, act_ready, ST_RUNNING },
+	{ ST_RUNNING, EV_DEADLINE, act_no_ready, ST_STOPPING },
 	{ ST_RUNNING, EV_EXIT, act_exit_grace, ST_EXITED },
-	{ ST_RUNNING, EV_SIGNAL, act_forward_signal, ST_SIGNALLED },
+	{ ST_RUNNING, EV_SIGNAL, act_forward_signal, ST_SIGNALLED }, /* run mode; keep mode: see fire() */
+	{ ST_RUNNING, EV_STOP, act_shutdown, ST_SHUTTING },
 	{ ST_RUNNING, EV_TIMEOUT, act_timeout, ST_STOPPING },
 	{ ST_RUNNING, EV_FAIL, act_none, ST_RUNNING },
 	{ ST_RUNNING, EV_BAD_FRAME, act_bad_frame, ST_STOPPING },
@@ -311,12 +456,23 @@ static const struct transition {
 	{ ST_EXITED, EV_BAD_FRAME, act_kill, ST_STOPPING },
 	{ ST_EXITED, EV_QEMU_EXIT, act_none, ST_DONE },
 
+	{ ST_SHUTTING, EV_DEADLINE, act_kill, ST_STOPPING },
+	{ ST_SHUTTING, EV_SIGNAL, act_kill, ST_STOPPING }, /* a second signal: now */
+	{ ST_SHUTTING, EV_STOP, act_stop_again, ST_SHUTTING },
+	{ ST_SHUTTING, EV_TIMEOUT, act_kill, ST_STOPPING },
+	{ ST_SHUTTING, EV_BAD_FRAME, act_bad_frame, ST_STOPPING },
+	{ ST_SHUTTING, EV_SHARE_DIED, act_kill, ST_STOPPING },
+	{ ST_SHUTTING, EV_QEMU_EXIT, act_none, ST_DONE },
+
 	{ ST_STOPPING, EV_SIGNAL, act_kill, ST_STOPPING },
 	{ ST_STOPPING, EV_QEMU_EXIT, act_none, ST_DONE },
 };
 
 static void fire(struct relay *r, enum revent ev)
 {
+	/* keep mode: a signal to the monitor stops the sandbox, gracefully */
+	if (r->keep && ev == EV_SIGNAL && r->state == ST_RUNNING)
+		ev = EV_STOP;
 	for (size_t i = 0; i < ARRAY_SIZE(transitions); i++) {
 		const struct transition *t = &transitions[i];
 		if (t->from != r->state || t->ev != ev)
@@ -373,72 +529,408 @@ static void drain_console(struct relay *r)
 	}
 }
 
-/* Take the complete frames off the input buffer, as far as their targets
- * have room. */
+/* ---- clients of the monitor ------------------------------------------------------------- */
+
+static void conn_put(struct conn *c, char type, const void *p, uint32_t n)
+{
+	if (frame_put(&c->out, type, 0, p, n) < 0)
+		c->closing = true; /* cannot happen within the windows: drop the client */
+}
+
+static void conn_fail(struct conn *c, const char *msg)
+{
+	conn_put(c, FR_FAIL, msg, (uint32_t)strlen(msg));
+	c->closing = true;
+}
+
+static void conn_free(struct relay *r, int i)
+{
+	struct conn *c = r->conns[i];
+	if (!c)
+		return;
+	if (c->stream >= 0) {
+		struct hstream *h = &r->st[c->stream];
+		h->c = NULL;
+		h->ep = EP_NONE;
+		/* its process outlives nobody: kill it; the stream is freed at its EXIT */
+		if (!h->exited) {
+			log_debug("client of stream %d left: killing its process", c->stream);
+			put_u32(r, FR_SIGNAL, (uint32_t)c->stream, SIGKILL);
+		} else
+			h->used = false;
+	}
+	close(c->fd);
+	fbuf_free(&c->in);
+	fbuf_free(&c->out);
+	free(c);
+	r->conns[i] = NULL;
+}
+
+static void stream_end(struct relay *r, uint32_t s)
+{
+	struct hstream *h = &r->st[s];
+	h->exited = true;
+	if (h->ep == EP_CONN && h->c)
+		h->c->closing = true;
+	else if (h->ep != EP_LOCAL)
+		h->used = false; /* nobody waits on it */
+}
+
+/* an exec request: the client's spec on top of the sandbox's own
+ * environment and directory */
+static void conn_exec(struct relay *r, struct conn *c, const struct frame *f)
+{
+	if (!r->ready || r->state != ST_RUNNING) {
+		conn_fail(c, "the sandbox is not running");
+		return;
+	}
+	char *json = strndup((const char *)f->payload, f->len);
+	struct json_tokener *tok = json_tokener_new_ex(16);
+	struct json_object *spec = tok && json ? json_tokener_parse_ex(tok, json, (int)f->len) : NULL, *v, *proc;
+	if (tok)
+		json_tokener_free(tok);
+	free(json);
+	if (!spec || !json_object_is_type(spec, json_type_object) || !json_object_object_get_ex(spec, "args", &v) ||
+	    !json_object_is_type(v, json_type_array) || !json_object_array_length(v)) {
+		json_object_put(spec);
+		conn_fail(c, "the exec request has no command");
+		return;
+	}
+	json_object_object_get_ex(r->cfg, "process", &proc);
+	/* environment: the config's, then the request's (the same name wins) */
+	struct json_object *env = json_object_new_array(), *base = NULL, *add = NULL;
+	if (proc)
+		json_object_object_get_ex(proc, "env", &base);
+	json_object_object_get_ex(spec, "env", &add);
+	size_t nb = base && json_object_is_type(base, json_type_array) ? json_object_array_length(base) : 0;
+	size_t na = add && json_object_is_type(add, json_type_array) ? json_object_array_length(add) : 0;
+	for (size_t i = 0; i < nb; i++) {
+		const char *e = json_object_get_string(json_object_array_get_idx(base, i));
+		const char *eq = e ? strchr(e, '=') : NULL;
+		bool over = false;
+		for (size_t j = 0; eq && j < na && !over; j++) {
+			const char *a = json_object_get_string(json_object_array_get_idx(add, j));
+			over = a && !strncmp(a, e, (size_t)(eq - e) + 1);
+		}
+		if (e && !over)
+			json_object_array_add(env, json_object_new_string(e));
+	}
+	for (size_t j = 0; j < na; j++) {
+		const char *a = json_object_get_string(json_object_array_get_idx(add, j));
+		if (!a || !strchr(a, '=') || a == strchr(a, '=')) {
+			json_object_put(env);
+			json_object_put(spec);
+			conn_fail(c, "an environment entry is not NAME=VALUE");
+			return;
+		}
+		json_object_array_add(env, json_object_new_string(a));
+	}
+	json_object_object_add(spec, "env", env);
+	if (!json_object_object_get_ex(spec, "cwd", &v) && proc && json_object_object_get_ex(proc, "cwd", &v))
+		json_object_object_add(spec, "cwd", json_object_get(v));
+	const char *t = json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	size_t n = strlen(t);
+	int s = -1;
+	for (int i = 1; i < GUEST_STREAMS_MAX && s < 0; i++)
+		if (!r->st[i].used)
+			s = i;
+	if (s < 0)
+		conn_fail(c, "too many processes in this sandbox");
+	else if (n > GUEST_EXEC_MAX)
+		conn_fail(c, "the exec request is too large");
+	else if (put(r, FR_EXEC, (uint32_t)s, t, (uint32_t)n) < 0)
+		conn_fail(c, "the sandbox is busy; try again");
+	else {
+		r->st[s] = (struct hstream){ .used = true, .ep = EP_CONN, .c = c };
+		c->stream = s;
+		log_debug("exec on stream %d: %s", s, t);
+	}
+	json_object_put(spec);
+}
+
+static bool conn_frames(struct relay *r, struct conn *c)
+{
+	struct frame f;
+	int k;
+	size_t off = 0;
+	bool ok = true;
+	for (;;) {
+		struct fbuf view = { c->in.data + off, c->in.len - off, c->in.cap - off };
+		if ((k = frame_peek(&view, GUEST_EXEC_MAX, &f)) != 1)
+			break;
+		/* stdin and execs wait while the queue to the guest is low on room */
+		if ((f.type == FR_STDIN || f.type == FR_EXEC) && fbuf_room(&r->out) < FRAME_HDR + f.len + OUT_RESERVE)
+			break;
+		off += FRAME_HDR + f.len;
+		if (c->closing)
+			continue;
+		if (c->stream < 0 && !c->stopper) {
+			if (f.type == FR_EXEC)
+				conn_exec(r, c, &f);
+			else if (f.type == FR_SHUTDOWN && f.len == 4) {
+				c->stopper = true;
+				uint32_t g = le32_get(f.payload);
+				stop_grace_ms = g > 600000 ? 600000 : g;
+				fire(r, EV_STOP);
+			} else
+				ok = false;
+			continue;
+		}
+		if (c->stopper) {
+			ok = false;
+			continue;
+		}
+		struct hstream *h = &r->st[c->stream];
+		uint32_t s = (uint32_t)c->stream;
+		switch (f.type) {
+		case FR_STDIN:
+			if (f.len > h->client_window) {
+				ok = false; /* beyond the window it was given */
+				break;
+			}
+			h->client_window -= f.len;
+			h->window -= f.len;
+			put(r, FR_STDIN, s, f.payload, f.len);
+			break;
+		case FR_STDIN_EOF: put(r, FR_STDIN_EOF, s, NULL, 0); break;
+		case FR_SIGNAL:
+			if (f.len == 4 && le32_get(f.payload) > 0 && le32_get(f.payload) < 65)
+				put(r, FR_SIGNAL, s, f.payload, 4);
+			break;
+		case FR_WINSIZE:
+			if (f.len == 4)
+				put(r, FR_WINSIZE, s, f.payload, 4);
+			break;
+		default: ok = false;
+		}
+	}
+	if (k < 0)
+		ok = false;
+	fbuf_consume(&c->in, off);
+	return ok;
+}
+
+static void conn_accept(struct relay *r)
+{
+	int fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	struct ucred cr = { 0, (uid_t)-1, (gid_t)-1 };
+	socklen_t len = sizeof(cr);
+	int slot = -1;
+	for (int i = 0; i < MONITOR_CONN_MAX && slot < 0; i++)
+		if (!r->conns[i])
+			slot = i;
+	const char *refuse = NULL;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || (cr.uid != r->owner && cr.uid != 0))
+		refuse = "permission denied: this sandbox belongs to another user";
+	else if (slot < 0)
+		refuse = "too many clients of this sandbox";
+	if (refuse) {
+		log_warn("refused a client (pid %d, uid %d): %s", (int)cr.pid, (int)cr.uid, refuse);
+		unsigned char h[FRAME_HDR];
+		h[0] = FR_FAIL;
+		le32_put(h + 1, 0);
+		le32_put(h + 5, (uint32_t)strlen(refuse));
+		struct iovec iov[2] = { { h, sizeof(h) }, { (void *)refuse, strlen(refuse) } };
+		if (writev(fd, iov, 2) < 0)
+			log_debug("the refused client is gone");
+		close(fd);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c || fbuf_init(&c->in, FRAME_HDR + GUEST_EXEC_MAX) < 0 || fbuf_init(&c->out, CONN_OUT_CAP) < 0) {
+		if (c) {
+			fbuf_free(&c->in);
+			free(c);
+		}
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->stream = -1;
+	r->conns[slot] = c;
+	log_debug("client %d connected (pid %d, uid %d)", slot, (int)cr.pid, (int)cr.uid);
+}
+
+static void conn_io(struct relay *r, int i, short revents)
+{
+	struct conn *c = r->conns[i];
+	if (revents & POLLOUT) {
+		ssize_t n = write(c->fd, c->out.data, c->out.len);
+		if (n > 0) {
+			fbuf_consume(&c->out, (size_t)n);
+			if (c->out.len <= CONN_GRANT_AT && c->pending_grant && c->stream >= 0 &&
+			    !r->st[c->stream].exited) {
+				put_u32(r, FR_OUT_WINDOW, (uint32_t)c->stream, c->pending_grant);
+				c->pending_grant = 0;
+			}
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			conn_free(r, i);
+			return;
+		}
+	}
+	if (revents & (POLLIN | POLLHUP | POLLERR)) {
+		ssize_t n = fbuf_room(&c->in) ? read(c->fd, c->in.data + c->in.len, fbuf_room(&c->in)) : -1;
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR && fbuf_room(&c->in))) {
+			conn_free(r, i);
+			return;
+		}
+		if (n > 0)
+			c->in.len += (size_t)n;
+	}
+	if (c->in.len && !conn_frames(r, c)) {
+		log_warn("client %d broke the protocol: dropped", i);
+		conn_free(r, i);
+		return;
+	}
+	if (c->closing && !c->out.len && !c->stopper)
+		conn_free(r, i);
+}
+
+/* ---- frames from the guest --------------------------------------------------------------- */
+
+/* output of stream s to its endpoint; false when the guest broke its window */
+static bool deliver(struct relay *r, uint32_t s, int k, const unsigned char *p, uint32_t n)
+{
+	struct hstream *h = &r->st[s];
+	switch (h->ep) {
+	case EP_LOCAL: {
+		struct fbuf *b = &r->pend[k];
+		if (fbuf_room(b) < n)
+			return false;
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		return true;
+	}
+	case EP_CONN:
+		if (h->c->out.len + FRAME_HDR + n > CONN_OUT_CAP - 4096)
+			return false;
+		conn_put(h->c, k ? FR_STDERR : FR_STDOUT, p, n);
+		h->c->pending_grant += n;
+		if (h->c->out.len <= CONN_GRANT_AT && h->c->pending_grant >= 16384) {
+			put_u32(r, FR_OUT_WINDOW, s, h->c->pending_grant);
+			h->c->pending_grant = 0;
+		}
+		return true;
+	case EP_LOG:
+		console_write(r, (const char *)p, n);
+		put_u32(r, FR_OUT_WINDOW, s, n);
+		return true;
+	case EP_NONE: put_u32(r, FR_OUT_WINDOW, s, n); return true;
+	}
+	return true;
+}
+
+/* Take the complete frames off the input buffer. Every target has room for
+ * what the windows allow, so the guest is always read. */
 static void take_frames(struct relay *r)
 {
 	struct frame f;
 	int k;
-	while ((k = frame_peek(&r->in, FRAME_DATA_MAX, &f)) == 1) {
+	size_t off = 0;
+	for (;;) {
+		struct fbuf view = { r->in.data + off, r->in.len - off, r->in.cap - off };
+		if ((k = frame_peek(&view, FRAME_DATA_MAX, &f)) != 1)
+			break;
+		off += FRAME_HDR + f.len;
+		struct hstream *h = f.stream < GUEST_STREAMS_MAX ? &r->st[f.stream] : NULL;
+		bool stream_frame = f.type == FR_WINDOW || f.type == FR_STDOUT || f.type == FR_STDERR ||
+				    f.type == FR_EXIT || (f.type == FR_FAIL && f.stream != 0);
+		if (stream_frame && (!h || !h->used || h->exited)) {
+			log_debug("frame '%c' for stream %u, which is not running", f.type, f.stream);
+			fire(r, EV_BAD_FRAME);
+			break;
+		}
 		switch (f.type) {
 		case FR_HELLO: {
 			int proto = -1;
 			char tmp[257];
 			memcpy(tmp, f.payload, f.len < 256 ? f.len : 256);
 			tmp[f.len < 256 ? f.len : 256] = 0;
-			cleanup_json struct json_object *h = json_tokener_parse(tmp);
+			cleanup_json struct json_object *hj = json_tokener_parse(tmp);
 			struct json_object *v;
-			if (h && json_object_object_get_ex(h, "proto", &v))
+			if (hj && json_object_object_get_ex(hj, "proto", &v))
 				proto = json_object_get_int(v);
 			if (proto != GUEST_PROTO_VERSION) {
 				snprintf(r->fail, sizeof(r->fail),
 					 "the guest init speaks protocol %d, this vm-launch speaks %d (rebuild the "
-					 "images: make "
-					 "image)",
+					 "images: make image)",
 					 proto, GUEST_PROTO_VERSION);
 				fire(r, EV_BAD_FRAME);
 			} else
 				fire(r, EV_HELLO);
 			break;
 		}
-		case FR_WINDOW:
-			if (f.len == 4 && le32_get(f.payload) <= STDIN_WINDOW &&
-			    r->window + le32_get(f.payload) <= STDIN_WINDOW)
-				r->window += le32_get(f.payload);
-			else
+		case FR_READY:
+			if (r->ready) {
 				fire(r, EV_BAD_FRAME);
+				break;
+			}
+			fire(r, EV_READY);
 			break;
-		case FR_STDOUT:
-		case FR_STDERR: {
-			struct fbuf *p = &r->pend[f.type == FR_STDOUT ? 0 : 1];
-			if (fbuf_room(p) < f.len)
-				return; /* its pipe is full: wait, and stop reading the guest */
-			memcpy(p->data + p->len, f.payload, f.len);
-			p->len += f.len;
+		case FR_WINDOW: {
+			uint32_t n = f.len == 4 ? le32_get(f.payload) : 0;
+			if (f.len != 4 || n > STDIN_WINDOW || h->window + n > STDIN_WINDOW) {
+				fire(r, EV_BAD_FRAME);
+				break;
+			}
+			h->window += n;
+			if (h->ep == EP_CONN) {
+				h->client_window += n;
+				conn_put(h->c, FR_WINDOW, f.payload, 4);
+			} else if (h->ep == EP_LOG && !h->eof_sent) {
+				put(r, FR_STDIN_EOF, f.stream, NULL, 0);
+				h->eof_sent = true;
+			}
 			break;
 		}
+		case FR_STDOUT:
+		case FR_STDERR:
+			if (!deliver(r, f.stream, f.type == FR_STDERR, f.payload, f.len)) {
+				log_debug("stream %u sent beyond its output window", f.stream);
+				fire(r, EV_BAD_FRAME);
+			}
+			break;
 		case FR_EXIT:
 			if (f.len != 4) {
 				fire(r, EV_BAD_FRAME);
 				break;
 			}
-			r->status = (int)(le32_get(f.payload) & 0xff);
-			fire(r, EV_EXIT);
+			if (h->ep == EP_CONN)
+				conn_put(h->c, FR_EXIT, f.payload, 4);
+			if (h->ep == EP_LOG)
+				log_info("the first command exited with status %u", le32_get(f.payload) & 0xff);
+			if (f.stream == 0 && !r->keep) {
+				r->status = (int)(le32_get(f.payload) & 0xff);
+				stream_end(r, 0);
+				fire(r, EV_EXIT);
+			} else
+				stream_end(r, f.stream);
 			break;
-		case FR_FAIL:
-			snprintf(r->fail, sizeof(r->fail), "%.*s", (int)(f.len < 1000 ? f.len : 1000),
-				 (const char *)f.payload);
-			sanitize_text(r->fail, sizeof(r->fail));
+		case FR_FAIL: {
+			char msg[1024];
+			snprintf(msg, sizeof(msg), "%.*s", (int)(f.len < 1000 ? f.len : 1000), (const char *)f.payload);
+			sanitize_text(msg, sizeof(msg));
+			if (f.stream != 0) {
+				log_debug("stream %u could not start: %s", f.stream, msg);
+				if (h->ep == EP_CONN)
+					conn_fail(h->c, msg);
+				stream_end(r, f.stream);
+				break;
+			}
+			snprintf(r->fail, sizeof(r->fail), "%s", msg);
 			fire(r, EV_FAIL);
 			break;
+		}
 		default: log_debug("unknown frame '%c' from the guest", f.type); fire(r, EV_BAD_FRAME);
 		}
-		fbuf_consume(&r->in, FRAME_HDR + f.len);
 		if (r->stopped)
-			return; /* the VM was stopped: what it says next does not count */
+			break; /* the VM was stopped: what it says next does not count */
 	}
 	if (k < 0)
 		fire(r, EV_BAD_FRAME);
+	fbuf_consume(&r->in, r->stopped ? r->in.len : off);
 }
 
 static void read_ctl(struct relay *r)
@@ -466,33 +958,42 @@ static void write_ctl(struct relay *r)
 	}
 }
 
+/* the local endpoint's output went to its thread: grant it back */
 static void flush_pend(struct relay *r, int k)
 {
 	struct fbuf *p = &r->pend[k];
 	if (!p->len || r->pout[k].loop_end < 0)
 		return;
 	ssize_t n = write(r->pout[k].loop_end, p->data, p->len);
-	if (n > 0)
+	if (n > 0) {
 		fbuf_consume(p, (size_t)n);
-	else if (n < 0 && errno != EAGAIN && errno != EINTR)
+		r->st[0].grant += (uint32_t)n;
+	} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		r->st[0].grant += (uint32_t)p->len;
 		p->len = 0;
+	}
+	struct hstream *h = &r->st[0];
+	if (h->grant && !h->exited && (h->grant >= 16384 || (!r->pend[0].len && !r->pend[1].len))) {
+		put_u32(r, FR_OUT_WINDOW, 0, h->grant);
+		h->grant = 0;
+	}
 }
 
 static void read_stdin(struct relay *r)
 {
 	char buf[FRAME_DATA_MAX];
-	size_t want = r->window < sizeof(buf) ? r->window : sizeof(buf);
-	if (fbuf_room(&r->out) < FRAME_HDR + want)
-		want = fbuf_room(&r->out) > FRAME_HDR ? fbuf_room(&r->out) - FRAME_HDR : 0;
+	struct hstream *h = &r->st[0];
+	size_t want = h->window < sizeof(buf) ? h->window : sizeof(buf);
+	if (fbuf_room(&r->out) < FRAME_HDR + want + OUT_RESERVE)
+		want = fbuf_room(&r->out) > FRAME_HDR + OUT_RESERVE ? fbuf_room(&r->out) - FRAME_HDR - OUT_RESERVE : 0;
 	if (!want)
 		return;
 	ssize_t n = read(r->pin.loop_end, buf, want);
 	if (n > 0) {
-		frame_put(&r->out, FR_STDIN, 0, buf, (uint32_t)n);
-		r->window -= (uint32_t)n;
+		put(r, FR_STDIN, 0, buf, (uint32_t)n);
+		h->window -= (uint32_t)n;
 	} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-		if (frame_put(&r->out, FR_STDIN_EOF, 0, NULL, 0) == 0) {
-			r->stdin_open = false;
+		if (put(r, FR_STDIN_EOF, 0, NULL, 0) == 0) {
 			close(r->pin.loop_end);
 			r->pin.loop_end = -1;
 		}
@@ -503,6 +1004,15 @@ static void on_signals(struct relay *r)
 {
 	struct signalfd_siginfo si;
 	while (read(r->sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGWINCH) {
+			struct winsize ws;
+			if (arg.tty && r->st[0].used && !r->st[0].exited && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+				unsigned char p[4] = { (unsigned char)ws.ws_row, (unsigned char)(ws.ws_row >> 8),
+						       (unsigned char)ws.ws_col, (unsigned char)(ws.ws_col >> 8) };
+				put(r, FR_WINSIZE, 0, p, 4);
+			}
+			continue;
+		}
 		if (si.ssi_signo != SIGCHLD) {
 			if (!r->sig)
 				r->sig = (int)si.ssi_signo;
@@ -517,10 +1027,10 @@ static void on_signals(struct relay *r)
 				r->vm->qemu = -1;
 				r->vm->qemu_status = st;
 				fire(r, EV_QEMU_EXIT);
-			} else if (shares_reap(r->vm, w, st, r->status < 0 && r->state != ST_STOPPING) >= 0 &&
-				   r->status < 0 && r->vm->qemu > 0 && r->state != ST_STOPPING) {
-				/* a daemon that dies before the workload is done fails the
-				 * run loudly (after it, the guest's reboot ends them) */
+			} else if (shares_reap(r->vm, w, st, r->state == ST_RUNNING || r->state == ST_SIGNALLED) >= 0 &&
+				   r->vm->qemu > 0 && (r->state == ST_RUNNING || r->state == ST_SIGNALLED)) {
+				/* a daemon that dies while the VM runs fails it loudly (after
+				 * the workload, the guest's reboot ends them) */
 				r->share_failed = true;
 				fire(r, EV_SHARE_DIED);
 			}
@@ -530,7 +1040,8 @@ static void on_signals(struct relay *r)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-enum { P_SIG, P_TIMEOUT, P_DEADLINE, P_CTL, P_STDIN, P_OUT0, P_OUT1, P_CONSOLE, P_VFSD };
+enum { P_SIG, P_TIMEOUT, P_DEADLINE, P_CTL, P_STDIN, P_OUT0, P_OUT1, P_CONSOLE, P_LISTEN, P_CONN };
+#define P_VFSD (P_CONN + MONITOR_CONN_MAX)
 
 static int loop(struct relay *r)
 {
@@ -544,8 +1055,9 @@ static int loop(struct relay *r)
 			if (r->out.len)
 				ctl_ev |= POLLOUT;
 		}
-		bool want_stdin = r->stdin_open && r->pin.loop_end >= 0 && r->window > 0 &&
-				  fbuf_room(&r->out) > FRAME_HDR + 1024 && r->state == ST_RUNNING;
+		bool want_stdin = r->st[0].ep == EP_LOCAL && !r->st[0].exited && r->pin.loop_end >= 0 &&
+				  r->st[0].window > 0 && fbuf_room(&r->out) > FRAME_HDR + 1024 + OUT_RESERVE &&
+				  r->state == ST_RUNNING;
 		pf[P_SIG] = (struct pollfd){ r->sfd, POLLIN, 0 };
 		pf[P_TIMEOUT] = (struct pollfd){ r->tfd, POLLIN, 0 };
 		pf[P_DEADLINE] = (struct pollfd){ r->dfd, POLLIN, 0 };
@@ -554,6 +1066,17 @@ static int loop(struct relay *r)
 		pf[P_OUT0] = (struct pollfd){ r->pend[0].len ? r->pout[0].loop_end : -1, POLLOUT, 0 };
 		pf[P_OUT1] = (struct pollfd){ r->pend[1].len ? r->pout[1].loop_end : -1, POLLOUT, 0 };
 		pf[P_CONSOLE] = (struct pollfd){ r->console, POLLIN, 0 };
+		pf[P_LISTEN] = (struct pollfd){ r->listen_fd, POLLIN, 0 };
+		bool out_room = fbuf_room(&r->out) >= FRAME_HDR + GUEST_EXEC_MAX + OUT_RESERVE;
+		for (int i = 0; i < MONITOR_CONN_MAX; i++) {
+			struct conn *c = r->conns[i];
+			short ev = 0;
+			if (c && out_room && fbuf_room(&c->in))
+				ev |= POLLIN;
+			if (c && c->out.len)
+				ev |= POLLOUT;
+			pf[P_CONN + i] = (struct pollfd){ c ? c->fd : -1, ev, 0 };
+		}
 		int nv = vm->nvols < 64 ? vm->nvols : 64;
 		for (int i = 0; i < nv; i++)
 			pf[P_VFSD + i] = (struct pollfd){ vm->vols[i].log, POLLIN, 0 };
@@ -584,16 +1107,19 @@ static int loop(struct relay *r)
 			write_ctl(r);
 		if (vm->ctl >= 0 && (pf[P_CTL].revents & (POLLIN | POLLHUP | POLLERR)))
 			read_ctl(r);
-		else if (r->in.len)
-			take_frames(r); /* frames held back by a full pipe */
 		if (pf[P_STDIN].revents)
 			read_stdin(r);
+		if (pf[P_LISTEN].revents)
+			conn_accept(r);
+		for (int i = 0; i < MONITOR_CONN_MAX; i++)
+			if (r->conns[i] && (pf[P_CONN + i].revents || r->conns[i]->in.len))
+				conn_io(r, i, pf[P_CONN + i].revents);
 	}
 	return 0;
 }
 
-/* Wait until fd is ready for events; false when a signal (not SIGCHLD) or
- * the timeout came first (noted in r), or poll failed. */
+/* Wait until fd is ready for events; false when a signal (not SIGCHLD or
+ * SIGWINCH) or the timeout came first (noted in r), or poll failed. */
 static bool wait_ready(struct relay *r, int fd, short events)
 {
 	for (;;) {
@@ -604,7 +1130,8 @@ static bool wait_ready(struct relay *r, int fd, short events)
 			return false;
 		}
 		struct signalfd_siginfo si;
-		if (pf[0].revents && read(r->sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGCHLD) {
+		if (pf[0].revents && read(r->sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGCHLD &&
+		    si.ssi_signo != SIGWINCH) {
 			r->sig = r->sig ? r->sig : (int)si.ssi_signo;
 			return false;
 		}
@@ -617,10 +1144,10 @@ static bool wait_ready(struct relay *r, int fd, short events)
 	}
 }
 
-/* After QEMU: what it wrote before it went is still in the socket. Take
- * every frame of it (the status may be among them) and hand the output to
- * the caller, as long as the caller reads it; a signal or the timeout still
- * ends this at once. */
+/* Run mode, after QEMU: what it wrote before it went is still in the
+ * socket. Take every frame of it (the status may be among them) and hand
+ * the output to the caller, as long as the caller reads it; a signal or the
+ * timeout still ends this at once. */
 static void drain_output(struct relay *r)
 {
 	for (;;) {
@@ -632,7 +1159,7 @@ static void drain_output(struct relay *r)
 			flush_pend(r, k);
 			continue;
 		}
-		if (r->vm->ctl < 0 || !fbuf_room(&r->in))
+		if (r->vm->ctl < 0 || !fbuf_room(&r->in) || r->stopped)
 			break;
 		if (!wait_ready(r, r->vm->ctl, POLLIN))
 			return;
@@ -645,6 +1172,50 @@ static void drain_output(struct relay *r)
 		if (!wait_ready(r, r->pout[k].done[0], POLLIN))
 			return;
 	}
+}
+
+/* Keep mode: the stoppers hear that the sandbox is gone; other clients
+ * get what is queued for them, within a second. */
+static void close_conns(struct relay *r)
+{
+	for (int i = 0; i < MONITOR_CONN_MAX; i++) {
+		struct conn *c = r->conns[i];
+		if (!c)
+			continue;
+		if (c->stopper)
+			conn_put(c, FR_EXIT, "\0\0\0\0", 4);
+		else if (c->stream >= 0 && !r->st[c->stream].exited)
+			conn_put(c, FR_FAIL, "the sandbox stopped", 19);
+		fcntl(c->fd, F_SETFL, 0);
+		struct timeval tv = { 1, 0 };
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (c->out.len && write(c->fd, c->out.data, c->out.len) < 0)
+			log_debug("client %d is gone", i);
+		c->stream = -1;
+		conn_free(r, i);
+	}
+}
+
+/* the monitor's socket, in the run directory (bound through the directory's
+ * descriptor: the path may be longer than a socket address) */
+static int monitor_listen(struct relay *r)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" MONITOR_SOCK, r->run_fd);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlinkat(r->run_fd, MONITOR_SOCK, 0);
+	mode_t old = umask(0177); /* 0600 from the start */
+	int k = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (k < 0 || listen(fd, MONITOR_CONN_MAX) < 0) {
+		k = -errno;
+		close(fd);
+		return k;
+	}
+	r->listen_fd = fd;
+	return 0;
 }
 
 void print_console_tail(const char *run_dir)
@@ -680,15 +1251,19 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 			   .config = config,
 			   .config_len = config_len,
 			   .state = ST_BOOTING,
+			   .keep = arg.detach,
 			   .status = -1,
 			   .sfd = -1,
 			   .tfd = -1,
 			   .dfd = -1,
+			   .listen_fd = -1,
 			   .console = vm->console_pipe,
 			   .log_fd = vm->console_fd,
-			   .run_fd = -1 };
+			   .run_fd = -1,
+			   .owner = getuid() };
 	sigset_t mask;
 	int rc = 0;
+	bool local = !r.keep;
 
 	vm->console_pipe = vm->console_fd = -1; /* the relay owns them now */
 	for (int k = 0; k < 2; k++)
@@ -699,6 +1274,7 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGWINCH);
 	r.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	r.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	r.dfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -707,8 +1283,19 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 		rc = log_sys(errno, "cannot set up the relay");
 		goto out;
 	}
+	{
+		struct json_tokener *tok = json_tokener_new_ex(64);
+		r.cfg = tok ? json_tokener_parse_ex(tok, config, (int)config_len) : NULL;
+		if (tok)
+			json_tokener_free(tok);
+		if (!r.cfg || !json_object_is_type(r.cfg, json_type_object)) {
+			log_error("the config is not a JSON object");
+			rc = -EINVAL;
+			goto out;
+		}
+	}
 	if (fbuf_init(&r.in, IN_CAP) < 0 || fbuf_init(&r.out, OUT_CAP) < 0 ||
-	    fbuf_init(&r.pend[0], FRAME_DATA_MAX) < 0 || fbuf_init(&r.pend[1], FRAME_DATA_MAX) < 0) {
+	    fbuf_init(&r.pend[0], OUTPUT_WINDOW) < 0 || fbuf_init(&r.pend[1], OUTPUT_WINDOW) < 0) {
 		rc = log_sys(ENOMEM, "out of memory");
 		goto out;
 	}
@@ -719,15 +1306,32 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 	}
 	arm_deadline(&r, HELLO_DEADLINE_MS);
 	fcntl(vm->ctl, F_SETFL, O_NONBLOCK); /* our own socket */
-	if (pump_start(&r.pout[0], STDOUT_FILENO, false) < 0 || pump_start(&r.pout[1], STDERR_FILENO, false) < 0 ||
-	    pump_start(&r.pin, STDIN_FILENO, true) < 0) {
-		rc = log_sys(errno, "cannot start the stdio threads");
-		goto out;
+	if (r.keep) {
+		int k = monitor_listen(&r);
+		if (k < 0) {
+			rc = log_sys(k, "cannot listen on '%s/" MONITOR_SOCK "'", vm->run_dir);
+			goto out;
+		}
+		/* a first command (box run -d): its output goes to the console log */
+		struct json_object *proc, *args;
+		if (json_object_object_get_ex(r.cfg, "process", &proc) &&
+		    json_object_object_get_ex(proc, "args", &args) && json_object_array_length(args) > 2 &&
+		    !strcmp(json_object_get_string(json_object_array_get_idx(args, 1)), CONTAINER_INIT_WORKLOAD)) {
+			r.st[0] = (struct hstream){ .used = true, .ep = EP_LOG }; /* stdin: EOF at its first window */
+		}
+	} else {
+		r.st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL };
+		if (pump_start(&r.pout[0], STDOUT_FILENO, false) < 0 ||
+		    pump_start(&r.pout[1], STDERR_FILENO, false) < 0 || pump_start(&r.pin, STDIN_FILENO, true) < 0) {
+			rc = log_sys(errno, "cannot start the stdio threads");
+			goto out;
+		}
 	}
 	rc = loop(&r);
 	drain_console(&r);
-	if (!r.stopped)
+	if (local && !r.stopped)
 		drain_output(&r);
+	close_conns(&r);
 out:
 	oc->status = r.status;
 	oc->sig = r.sig;
@@ -739,6 +1343,11 @@ out:
 		if (r.pout[k].write_failed && r.pout[k].write_errno != EPIPE && !oc->output_errno)
 			oc->output_errno = r.pout[k].write_errno;
 	/* threads blocked on the caller's descriptors are left; exit ends them */
+	json_object_put(r.cfg);
+	if (r.listen_fd >= 0) {
+		close(r.listen_fd);
+		unlinkat(r.run_fd, MONITOR_SOCK, 0);
+	}
 	if (r.console >= 0)
 		close(r.console);
 	if (r.log_fd >= 0)

@@ -624,7 +624,7 @@ void vm_cleanup(struct vm *vm)
 	vm->vfsd_deps = NULL;
 	/* everything the run record lists: the same code as box gc */
 	if (vm->run_id[0] && vm->homefd >= 0) {
-		int r = run_cleanup(vm->homefd, vm->run_id, err, sizeof(err));
+		int r = run_cleanup_ex(vm->homefd, vm->run_id, arg.detach, err, sizeof(err));
 		if (r < 0)
 			log_warn("%s (box gc retries)", err);
 	}

@@ -1,0 +1,1 @@
+box-ctl_PKGS := json-c
