@@ -11,7 +11,7 @@ setup() {
 	export BOXKIT_HOME=$BATS_TEST_TMPDIR/home
 	F=$BATS_TEST_TMPDIR/fake
 	mkdir -p "$F"
-	for m in nohello stopread flood console echo; do ln -sf "$TEST_HELPERS/fakevmm" "$F/vmm-$m"; done
+	for m in nohello stopread flood overrun console echo; do ln -sf "$TEST_HELPERS/fakevmm" "$F/vmm-$m"; done
 	oci-spec -- true >"$BATS_TEST_TMPDIR/c.json"
 	: >"$BATS_TEST_TMPDIR/img"
 	L=$BATS_TEST_TMPDIR/launch
@@ -91,6 +91,18 @@ vm_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 	stops_within 1000 TERM
 	assert_eq "$rc" 143
 	kill "$holder"
+}
+
+@test "a guest that sends output beyond the window the host granted is stopped: 125, memory bounded" {
+	mkfifo "$BATS_TEST_TMPDIR/out"
+	# a reader that holds the pipe open and never reads: without the window
+	# check, everything the guest sends would pile up in vm-launch
+	sleep 60 <"$BATS_TEST_TMPDIR/out" &
+	holder=$!
+	run -125 --separate-stderr timeout 10 "$L" overrun </dev/null >"$BATS_TEST_TMPDIR/out"
+	kill "$holder"
+	assert_contains "$stderr" "bad frame from the guest"
+	assert_eq "$(own_procs)" ""
 }
 
 @test "a guest writing its console without end: the log is capped (two files of 512 KiB), memory bounded" {

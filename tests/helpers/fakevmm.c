@@ -4,9 +4,13 @@
  * its name says (argv[0] ends in -MODE):
  *   nohello   never says hello
  *   stopread  says hello, then never reads the channel again
- *   flood     says hello, then sends stdout frames as fast as it can
+ *   flood     says hello, then sends stdout frames as fast as its output
+ *             window lets it (a guest keeping to the protocol)
+ *   overrun   says hello, then sends stdout frames as fast as it can,
+ *             beyond the window the host granted
  *   console   says hello, then writes its console (stdout) as fast as it can
- *   echo      a well-behaved guest: echoes stdin to stdout, exits 0 at EOF
+ *   echo      a well-behaved guest: echoes stdin to stdout within both
+ *             windows, exits 0 at EOF
  * It runs under QEMU's seccomp allow-list (vm-launch applies it to whatever
  * it starts as QEMU), so it uses only calls on it: ppoll, not poll or pause.
  *   sendfd    a compromised QEMU: connects to each vhost-user socket named
@@ -14,8 +18,10 @@
  *             own root and kernel (both on the host's filesystem) over it */
 #include "guest-abi.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,13 +29,25 @@
 #include <time.h>
 #include <unistd.h>
 
+static int wait_fd(int fd, short ev, int ms);
+
+/* one whole frame (the descriptor may be non-blocking) */
 static void put(int fd, char type, const void *p, uint32_t n)
 {
-	unsigned char h[FRAME_HDR];
-	h[0] = (unsigned char)type;
-	le32_put(h + 1, 0);
-	le32_put(h + 5, n);
-	if (write(fd, h, sizeof(h)) < 0 || (n && write(fd, p, n) < 0)) {
+	static unsigned char b[FRAME_HDR + FRAME_DATA_MAX];
+	b[0] = (unsigned char)type;
+	le32_put(b + 1, 0);
+	le32_put(b + 5, n);
+	memcpy(b + FRAME_HDR, p, n);
+	size_t off = 0, len = FRAME_HDR + n;
+	while (off < len) {
+		ssize_t w = write(fd, b + off, len - off);
+		if (w > 0)
+			off += (size_t)w;
+		else if (w < 0 && errno == EAGAIN)
+			wait_fd(fd, POLLOUT, -1);
+		else
+			return;
 	}
 }
 
@@ -98,25 +116,36 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "stopread"))
 		sleep_forever();
 	fcntl(3, F_SETFL, O_NONBLOCK);
-	if (!strcmp(mode, "flood") || !strcmp(mode, "console")) {
+	struct fbuf in;
+	fbuf_init(&in, FRAME_HDR + FRAME_MAX);
+	uint32_t out_win = OUTPUT_WINDOW;
+	if (!strcmp(mode, "overrun") || !strcmp(mode, "console")) {
 		memset(big, 'x', sizeof(big));
 		for (;;) {
 			drain(3);
-			if (!strcmp(mode, "flood")) {
+			if (!strcmp(mode, "overrun")) {
 				wait_fd(3, POLLOUT, 100);
 				put(3, FR_STDOUT, big, sizeof(big));
 			} else if (write(1, big, sizeof(big)) < 0) {
 			}
 		}
 	}
-	/* echo: grant a window, echo stdin, exit at EOF */
-	struct fbuf in;
-	fbuf_init(&in, FRAME_HDR + FRAME_MAX);
+	/* flood and echo keep to the windows: read the host's frames */
+	static unsigned char pend[STDIN_WINDOW];
+	size_t npend = 0;
+	bool eof = false;
 	unsigned char w[4];
-	le32_put(w, STDIN_WINDOW);
-	put(3, FR_WINDOW, w, 4);
+	memset(big, 'x', sizeof(big));
+	if (!strcmp(mode, "echo")) {
+		le32_put(w, STDIN_WINDOW);
+		put(3, FR_WINDOW, w, 4);
+	}
 	for (;;) {
-		wait_fd(3, POLLIN, -1);
+		bool flood = !strcmp(mode, "flood");
+		if (out_win && (flood || npend))
+			wait_fd(3, POLLOUT, 100);
+		else
+			wait_fd(3, POLLIN, -1);
 		ssize_t n = read(3, in.data + in.len, fbuf_room(&in));
 		if (n == 0)
 			return 1;
@@ -124,16 +153,34 @@ int main(int argc, char **argv)
 			in.len += (size_t)n;
 		struct frame f;
 		while (frame_peek(&in, FRAME_MAX, &f) == 1) {
-			if (f.type == FR_STDIN) {
-				put(3, FR_STDOUT, f.payload, f.len);
-				le32_put(w, f.len);
-				put(3, FR_WINDOW, w, 4);
-			} else if (f.type == FR_STDIN_EOF) {
-				unsigned char z[4] = { 0 };
-				put(3, FR_EXIT, z, 4);
-				return 0;
-			}
+			if (f.type == FR_OUT_WINDOW && f.len == 4)
+				out_win += le32_get(f.payload);
+			else if (f.type == FR_STDIN && npend + f.len <= sizeof(pend)) {
+				memcpy(pend + npend, f.payload, f.len);
+				npend += f.len;
+			} else if (f.type == FR_STDIN_EOF)
+				eof = true;
 			fbuf_consume(&in, FRAME_HDR + f.len);
+		}
+		if (flood && out_win) {
+			uint32_t k = out_win < sizeof(big) ? out_win : sizeof(big);
+			put(3, FR_STDOUT, big, k);
+			out_win -= k;
+			continue;
+		}
+		if (npend && out_win) {
+			uint32_t k = out_win < npend ? out_win : (uint32_t)npend;
+			put(3, FR_STDOUT, pend, k);
+			out_win -= k;
+			memmove(pend, pend + k, npend - k);
+			npend -= k;
+			le32_put(w, k);
+			put(3, FR_WINDOW, w, 4);
+		}
+		if (eof && !npend && !flood) {
+			unsigned char z[4] = { 0 };
+			put(3, FR_EXIT, z, 4);
+			return 0;
 		}
 	}
 }
