@@ -7,6 +7,10 @@ measured in the same run.
   bench.py run      cold `box run -- true` (10 runs) against the floor: bare QEMU,
                     same kernel, a one-line init that powers off; where the time
                     goes; QEMU's and boxkit's memory
+  bench.py exec     `box exec NAME -- true` in a sandbox (median of 20) against
+                    cold `box run -- true` (10) in the same run, `box create`,
+                    and the monitor's RSS (targets: exec <= 0.25 s and <= 1/10
+                    of a cold run)
   bench.py compare TOP
                     cold `box run -- true` of this tree against another built
                     tree (another commit: `git worktree add`, make, make image),
@@ -245,6 +249,59 @@ def bench_volumes(n=5):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_exec(n=20, n_cold=10):
+    work = tempfile.mkdtemp()
+    env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home"))
+    box = os.path.join(BIN, "box")
+
+    def timed(args):
+        t0 = time.monotonic()
+        p = subprocess.run([box] + args, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            sys.exit(1)
+        return time.monotonic() - t0
+
+    cold = [timed(["run", "--", "true"]) for _ in range(n_cold)]
+    create = []
+    for i in range(3):
+        create.append(timed(["create", "--name", f"bench{i}"]))
+    execs = [timed(["exec", "bench0", "--", "true"]) for _ in range(n)]
+    rec = json.loads(subprocess.run([os.path.join(BIN, "run-record"), "show", "--home", env["BOXKIT_HOME"], "--id",
+                                     subprocess.run([os.path.join(BIN, "run-record"), "find", "--home", env["BOXKIT_HOME"],
+                                                     "--name", "bench0"], capture_output=True, text=True).stdout.strip()],
+                                    capture_output=True, text=True).stdout)
+    mon_rss, qemu_rss = None, None
+    for o in rec["owners"]:
+        try:
+            with open(f"/proc/{o['pid']}/cmdline", "rb") as f:
+                if b"--detach" not in f.read():
+                    continue
+            with open(f"/proc/{o['pid']}/status") as f:
+                mon_rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        except OSError:
+            pass
+    for pr in rec["processes"]:
+        if pr.get("what") == "qemu":
+            try:
+                with open(f"/proc/{pr['pid']}/status") as f:
+                    qemu_rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+            except OSError:
+                pass
+    for i in range(3):
+        timed(["rm", "-f", f"bench{i}"])
+    res = {"box_run_true_median_s": round(med(cold), 3), "box_create_median_s": round(med(create), 3),
+           "box_exec_true_median_s": round(med(execs), 3), "box_exec_true_max_s": round(max(execs), 3),
+           "ratio_exec_to_cold": round(med(execs) / med(cold), 3), "monitor_rss_kb": mon_rss, "qemu_rss_kb": qemu_rss,
+           "target_exec_s": 0.25, "target_ratio": 0.1}
+    res["targets_met"] = res["box_exec_true_median_s"] <= 0.25 and res["ratio_exec_to_cold"] <= 0.1
+    print(f"box run -- true (cold): median {res['box_run_true_median_s']:.3f} s; box create: median {res['box_create_median_s']:.3f} s")
+    print(f"box exec NAME -- true: median {res['box_exec_true_median_s']:.3f} s (max {res['box_exec_true_max_s']:.3f}), "
+          f"x{res['ratio_exec_to_cold']} of a cold run; monitor RSS {mon_rss} kB, QEMU RSS {qemu_rss} kB")
+    print(json.dumps({"bench": "exec", "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_compare(other, n=10):
     work = tempfile.mkdtemp()
     trees = {"this": TOP, "other": os.path.abspath(other)}
@@ -272,4 +329,4 @@ if __name__ == "__main__":
     if what == "compare":
         bench_compare(sys.argv[2])
     else:
-        {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes}[what]()
+        {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec}[what]()
