@@ -7,6 +7,7 @@ load helpers
 
 setup() {
 	vm_suite_setup
+	MC=$TOP/tests/helpers/monitor-client.py
 }
 
 teardown() {
@@ -113,6 +114,14 @@ b"
 	wait "$p" || rc=$?
 	assert_eq "$rc" 5
 	assert_eq "$(cat "$BATS_TEST_TMPDIR/o")" "got TERM"
+	# a background writer holding the pipes does not keep an exec forever:
+	# its group is killed at the drain's limit (10 s after the exit)
+	SECONDS=0
+	run -0 timeout 60 box exec s2 sh -c '(while :; do echo x; sleep 0.05; done) & echo started'
+	assert_contains "$output" started
+	[ "$SECONDS" -le 20 ]
+	run -0 box exec s2 sh -c 'ps -o pid,args | grep -c "[s]leep 0.05" || true'
+	assert_eq "$output" 0
 	# a client that goes away takes its process with it
 	box exec s2 sh -c 'echo $$ >/tmp/pid; sleep 60' &
 	p=$!
@@ -176,48 +185,62 @@ b"
 	assert_contains "$stderr" "not running"
 	run -0 box rm s4
 	[ ! -e "$d" ]
+	# and without a gc first: rm -f on a sandbox whose monitor was killed
+	run -0 timeout 120 box create --name s4b
+	kill -9 "$(monitor_pid s4b)"
+	sleep 0.5
+	run -0 box rm -f s4b
+	assert_eq "$(box ls --json)" ""
+	assert_eq "$(own_procs)" ""
 }
 
 @test "another user cannot reach a sandbox's monitor: the file modes refuse it, and so does SO_PEERCRED" {
 	run -0 timeout 120 box create --name s5
 	d=$(sandbox_dir s5)
-	# client: as root, open the run directory, then become nobody and
-	# connect to monitor.sock relative to it, asking for a command
-	cat >"$BATS_TEST_TMPDIR/client.py" <<'EOF'
-import os, socket, struct, sys
-d = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
-os.fchdir(d)
-os.setgroups([]); os.setgid(65534); os.setuid(65534)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-try:
-    s.connect("monitor.sock")
-except OSError as e:
-    print("connect:", e.strerror); sys.exit(0)
-spec = b'{"args":["sh","-c","echo PWNED"]}'
-s.sendall(b"C" + struct.pack("<II", 0, len(spec)) + spec + b"E" + struct.pack("<II", 0, 0))
-got = b""
-s.settimeout(20)
-while True:
-    try:
-        b = s.recv(65536)
-    except OSError:
-        break
-    if not b:
-        break
-    got += b
-print(got.decode(errors="replace"))
-EOF
-	run -0 python3 "$BATS_TEST_TMPDIR/client.py" "$d"
+	# a client that opens the run directory as root, then becomes nobody
+	# and asks for a command
+	run -0 "$MC" as-user 65534 "$d"
 	assert_contains "$output" "connect: Permission denied"
 	# the modes loosened (a mistake, or an attacker with a file descriptor):
 	# the monitor's own check still refuses
 	chmod 0711 "$d"
 	chmod 0666 "$d/monitor.sock"
-	run -0 python3 "$BATS_TEST_TMPDIR/client.py" "$d"
+	run -0 "$MC" as-user 65534 "$d"
 	assert_contains "$output" "permission denied"
 	[[ $output != *PWNED* ]]
 	run -0 box exec s5 echo still
 	assert_eq "$output" still
+}
+
+@test "a client of the monitor cannot hurt the sandbox or other clients: a window spent byte by byte, a NUL, idle connections" {
+	run -0 timeout 120 box create --name s8
+	d=$(sandbox_dir s8)
+	# 64 KiB of 1-byte stdin frames to cat, never reading: the guest's window
+	# grants and cat's output pile up for that client only; the VM lives
+	"$MC" window-flood "$d" >"$BATS_TEST_TMPDIR/flood" &
+	pf=$!
+	sleep 5
+	run -0 timeout 20 box exec s8 echo alive
+	assert_eq "$output" alive
+	wait "$pf"
+	assert_contains "$(cat "$BATS_TEST_TMPDIR/flood")" "window 65536"
+	assert_eq "$(state_of s8)" running
+	# a NUL inside the exec request's JSON is refused (json-c would read past it)
+	run -0 "$MC" nul "$d"
+	assert_contains "$output" "NUL byte"
+	# sixteen connections that ask nothing fill the slots, for 5 s only
+	"$MC" idle "$d" 16 7 >"$BATS_TEST_TMPDIR/idle" &
+	pi=$!
+	sleep 1
+	run -125 --separate-stderr box exec s8 true
+	assert_contains "$stderr" "too many clients"
+	sleep 5
+	run -0 timeout 20 box exec s8 echo served
+	assert_eq "$output" served
+	wait "$pi"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/idle")" "holding 16
+closed by the monitor: 16"
+	assert_eq "$(state_of s8)" running
 }
 
 @test "Docker's flags: -u, --hostname, --read-only, -m, --cpus, run -d with box logs, --rm; unknown options refused by name" {
@@ -244,6 +267,15 @@ read-only"
 	assert_contains "$stderr" "--name is for sandboxes"
 	run -125 --separate-stderr box create --name s6
 	assert_contains "$stderr" "already in use"
+	# an environment name is checked before it is expanded
+	run -125 --separate-stderr box run -e 'x[$(touch '"$BATS_TEST_TMPDIR"'/pwned)]' -- true
+	assert_contains "$stderr" "environment entry"
+	printf 'ok=1\nx[$(touch %s/pwned)]\n' "$BATS_TEST_TMPDIR" >"$BATS_TEST_TMPDIR/bad.env"
+	run -125 --separate-stderr box exec --env-file "$BATS_TEST_TMPDIR/bad.env" s6 true
+	assert_contains "$stderr" "environment entry"
+	[ ! -e "$BATS_TEST_TMPDIR/pwned" ]
+	run -0 box exec -eGLUED=yes s6 sh -c 'echo $GLUED'
+	assert_eq "$output" yes
 	run -0 box --version
 	assert_contains "$output" "box (boxkit) $(cat "$TOP/VERSION")"
 	# run -d: the first command's output goes to the console log

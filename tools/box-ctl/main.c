@@ -54,7 +54,7 @@ static void usage(FILE *f)
 	      "Exit status (exec): the command's; 128+N when it died of signal N; 125 box-ctl\n"
 	      "or the sandbox failed (not running, refused); 126 the command cannot run;\n"
 	      "127 not found. A third signal leaves at once (the command is killed).\n"
-	      "Exit status (stop): 0 stopped, 1 not running, 2 usage, 3 system failure.\n"
+	      "Exit status (stop): 0 stopped, 1 not running, 2 usage, 3 refused or failed.\n"
 	      "Manual: tools/box-ctl/box-ctl.1.md\n",
 	      f);
 }
@@ -468,7 +468,7 @@ static int cmd_stop(void)
 			sanitize_text(msg, sizeof(msg));
 			log_error("%s", msg);
 			close(sock);
-			return EXIT_REFUSED;
+			return EXIT_SYSTEM; /* refused: not the same as not running */
 		}
 		if (have >= FRAME_HDR && buf[0] == FR_EXIT)
 			break;

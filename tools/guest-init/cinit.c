@@ -105,7 +105,9 @@ long ci_recv(int sock, struct ci_msg *m, void *payload, size_t cap, int *fds, in
 
 struct proc {
 	uint32_t id;
-	pid_t pid;
+	pid_t pid;  /* while it runs */
+	pid_t pgid; /* its session's group: kept after it exits, for a SIGKILL
+		     * to what it left behind, until the id is used again */
 };
 static struct proc procs[GUEST_STREAMS_MAX];
 
@@ -188,12 +190,17 @@ static int start(int sock, uint32_t id, bool tty, const char *json, size_t len, 
 		json_tokener_free(tok);
 	if (!spec || !json_object_is_type(spec, json_type_object) || (!tty && nfds != 3))
 		r = -EINVAL;
+	/* the id's own old slot first, then a free one, then any ended one */
 	struct proc *slot = NULL;
-	for (size_t i = 0; !r && i < GUEST_STREAMS_MAX; i++)
-		if (procs[i].pid <= 0) {
+	for (size_t i = 0; !r && !slot && i < GUEST_STREAMS_MAX; i++)
+		if (procs[i].pid <= 0 && procs[i].pgid > 0 && procs[i].id == id)
 			slot = &procs[i];
-			break;
-		}
+	for (size_t i = 0; !r && !slot && i < GUEST_STREAMS_MAX; i++)
+		if (procs[i].pid <= 0 && procs[i].pgid <= 0)
+			slot = &procs[i];
+	for (size_t i = 0; !r && !slot && i < GUEST_STREAMS_MAX; i++)
+		if (procs[i].pid <= 0)
+			slot = &procs[i];
 	if (!r && !slot)
 		r = -EAGAIN;
 	if (!r && tty) {
@@ -218,6 +225,7 @@ static int start(int sock, uint32_t id, bool tty, const char *json, size_t len, 
 	if (!r) {
 		slot->id = id;
 		slot->pid = pid;
+		slot->pgid = pid; /* setsid in the child */
 	}
 	json_object_put(spec);
 	ci_send(sock, CI_STARTED, id, r, NULL, 0, master >= 0 && !r ? &master : NULL, master >= 0 && !r ? 1 : 0);
@@ -228,12 +236,14 @@ static int start(int sock, uint32_t id, bool tty, const char *json, size_t len, 
 
 static void signal_one(uint32_t id, int sig)
 {
-	for (size_t i = 0; i < GUEST_STREAMS_MAX; i++)
-		if (procs[i].pid > 0 && procs[i].id == id) {
+	for (size_t i = 0; i < GUEST_STREAMS_MAX; i++) {
+		if (procs[i].id != id || procs[i].pgid <= 0)
+			continue;
+		if (procs[i].pid > 0)
 			kill(procs[i].pid, sig);
-			if (sig == SIGKILL)
-				kill(-procs[i].pid, SIGKILL); /* its session's group: the pipes' other holders */
-		}
+		if (sig == SIGKILL)
+			kill(-procs[i].pgid, SIGKILL); /* its session's group: the pipes' other holders */
+	}
 }
 
 int cinit_serve(void)

@@ -371,7 +371,8 @@ static int container_init(int argc, char **argv)
 #define OUT_CAP (4 * (FRAME_HDR + FRAME_DATA_MAX) + CTRL_RESERVE)
 #define CTRL_RESERVE (16 * 1024) /* room kept for WINDOW, EXIT, FAIL frames */
 #define IN_CAP (FRAME_HDR + FRAME_DATA_MAX)
-#define DRAIN_MS 2000 /* after a process: a grandchild holding its pipes must not keep it */
+#define DRAIN_MS 2000	    /* after a process: a grandchild holding its pipes must not keep it */
+#define DRAIN_HARD_MS 10000 /* ... even one that keeps writing: then its group is killed */
 
 enum gs_state { GS_FREE, GS_STARTING, GS_RUNNING, GS_DRAINING };
 
@@ -388,6 +389,7 @@ struct gstream {
 	struct winsize ws;
 	bool ws_pending;
 	struct timespec deadline;
+	struct timespec hard; /* the drain's limit, however much output still comes */
 };
 
 static struct gstream streams[GUEST_STREAMS_MAX];
@@ -620,6 +622,7 @@ static void from_cinit(void)
 		g->status = m.val & 0xff;
 		g->state = GS_DRAINING;
 		in_ms(&g->deadline, DRAIN_MS);
+		in_ms(&g->hard, DRAIN_HARD_MS);
 	}
 	for (int i = 0; i < nfds; i++)
 		close(fds[i]);
@@ -703,7 +706,12 @@ static void stream_tend(uint32_t s)
 	bool drained = g->out[0] < 0 && g->out[1] < 0;
 	if (!drained && g->out_win == 0)
 		in_ms(&g->deadline, DRAIN_MS); /* a slow host is no reason to drop output */
+	if (!drained && ms_until(&g->hard) <= 0)
+		g->deadline = g->hard;
 	if (drained || ms_until(&g->deadline) <= 0) {
+		/* what still holds its pipes (a background writer) goes with it */
+		if (!drained)
+			ci_send(ci, CI_SIGNAL, s, SIGKILL, NULL, 0, NULL, 0);
 		unsigned char code[4];
 		le32_put(code, (uint32_t)g->status);
 		ctrl_frame(FR_EXIT, s, code, 4);

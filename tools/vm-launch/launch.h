@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #ifndef BOXKIT_LAUNCH_H
 #define BOXKIT_LAUNCH_H
+#include "monitor-abi.h"
 #include "runrec.h"
 #include "vol.h"
 
@@ -66,9 +67,11 @@ struct vm {
 	struct timespec t0;
 	struct volume *vols;
 	int nvols;
-	int ready_fd; /* --detach: the parent waits on this until the sandbox is ready */
-	int volfd;    /* O_PATH: <home>/volumes, the store */
-	int sockdir;  /* O_PATH: the jail's /run, holding the vhost-user sockets */
+	int ready_fd;			/* --detach: the parent waits on this until the sandbox is ready */
+	int stoppers[MONITOR_CONN_MAX]; /* clients that asked for the stop: answered at the very end */
+	int nstoppers;
+	int volfd;   /* O_PATH: <home>/volumes, the store */
+	int sockdir; /* O_PATH: the jail's /run, holding the vhost-user sockets */
 	int vfsd_bin;
 	struct elfdeps *vfsd_deps;
 };
@@ -92,6 +95,7 @@ struct outcome {
 	int status; /* the workload's exit status, or -1 */
 	int sig;    /* SIGINT, SIGTERM or SIGHUP came, or 0 */
 	bool timed_out;
+	bool stop_asked;  /* keep mode: the sandbox was stopped (box stop, a signal) */
 	bool failed;	  /* a launcher failure (bad frame, no hello, a share died) */
 	int output_errno; /* writing the workload's output failed (not EPIPE) */
 	char fail[1024];  /* the guest init's failure message */

@@ -200,6 +200,10 @@ static int detach(struct vm *vm)
 		close(p[0]);
 		vm->ready_fd = p[1];
 		setsid();
+		/* nothing of the caller's but stdio stays open for the sandbox's life */
+		if (p[1] > 3)
+			close_range(3, (unsigned)p[1] - 1, 0);
+		close_range((unsigned)p[1] + 1, ~0U, 0);
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
 			_exit(EXIT_LAUNCH);
@@ -389,13 +393,25 @@ static int launcher_main(int argc, char **argv)
 			log_warn("%s (box gc retries)", err);
 	} else if (arg.detach && vm.run_id[0]) {
 		/* the sandbox's record stays (box ls, box logs) until box rm */
-		int k = run_stop(vm.homefd, vm.run_id, oc.failed ? "failed" : oc.timed_out ? "timeout" : "stopped", -1);
+		int k = run_stop(vm.homefd, vm.run_id,
+				 oc.failed	 ? "failed"
+				 : oc.timed_out	 ? "timeout"
+				 : oc.stop_asked ? "stopped"
+						 : "vm-exited",
+				 -1);
 		if (k < 0)
 			log_sys(k, "cannot mark the sandbox stopped");
 		log_info("the sandbox stopped");
 	}
 	if (vm.ready_fd >= 0)
 		close(vm.ready_fd); /* never ready: the parent reports our status */
+	/* the stop is done (everything removed, the record marked): now say so */
+	for (int i = 0; i < vm.nstoppers; i++) {
+		static const unsigned char exit0[FRAME_HDR + 4] = { FR_EXIT, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0 };
+		if (send(vm.stoppers[i], exit0, sizeof(exit0), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug("a stopper is gone");
+		close(vm.stoppers[i]);
+	}
 	close(vm.homefd);
 	if (close_stdout() < 0 && r == 0)
 		r = EXIT_LAUNCH;

@@ -193,11 +193,12 @@ enum ep_kind { EP_NONE, EP_LOCAL, EP_CONN, EP_LOG };
 
 struct conn {
 	int fd;
-	struct fbuf in, out; /* frames from the client; frames for it */
-	int stream;	     /* its process, or -1 */
-	bool stopper;	     /* it asked the sandbox to stop */
-	bool closing;	     /* write out what is queued, then close */
-	uint32_t pending_grant;
+	struct fbuf in, out;	 /* frames from the client; frames for it */
+	int stream;		 /* its process, or -1 */
+	bool stopper;		 /* it asked the sandbox to stop */
+	bool closing;		 /* write out what is queued, then close */
+	uint32_t pending_window; /* stdin window the guest granted, not yet passed on */
+	long idle_until;	 /* monotonic ms: a client that has not asked by then is closed */
 };
 
 struct hstream {
@@ -207,6 +208,7 @@ struct hstream {
 	uint32_t window;	/* stdin bytes the guest lets us send */
 	uint32_t client_window; /* of that, granted on to the client, not yet used */
 	uint32_t grant;		/* output delivered, not yet granted back to the guest */
+	uint32_t out_win;	/* output the guest may still send (what we granted) */
 	bool exited;
 	bool eof_sent; /* EP_LOG: no stdin */
 };
@@ -248,7 +250,8 @@ struct relay {
 	int status; /* stream 0's, or -1 */
 	int sig;    /* the first signal that came */
 	bool timed_out, bad, no_hello, share_failed, plan_failed;
-	bool stopped; /* it went through ST_STOPPING: killed, not finished */
+	bool stopped;	 /* it went through ST_STOPPING: killed, not finished */
+	bool stop_asked; /* keep mode: box stop or a signal */
 	char fail[1024];
 	int sfd, tfd, dfd; /* signalfd, --timeout timer, state deadline timer */
 	struct pump pin, pout[2];
@@ -263,6 +266,13 @@ static void arm_deadline(struct relay *r, int ms)
 	timerfd_settime(r->dfd, 0, &its, NULL);
 }
 
+static long now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static int put(struct relay *r, char type, uint32_t s, const void *p, uint32_t n)
 {
 	int k = frame_put(&r->out, type, s, p, n);
@@ -271,11 +281,11 @@ static int put(struct relay *r, char type, uint32_t s, const void *p, uint32_t n
 	return k;
 }
 
-static void put_u32(struct relay *r, char type, uint32_t s, uint32_t v)
+static int put_u32(struct relay *r, char type, uint32_t s, uint32_t v)
 {
 	unsigned char p[4];
 	le32_put(p, v);
-	put(r, type, s, p, 4);
+	return put(r, type, s, p, 4);
 }
 
 /* ---- actions ---------------------------------------------------------------------------- */
@@ -378,6 +388,7 @@ static void act_exit_grace(struct relay *r)
 static uint32_t stop_grace_ms = MONITOR_STOP_GRACE_MS;
 static void act_shutdown(struct relay *r)
 {
+	r->stop_asked = true;
 	log_debug("stopping the sandbox (grace %u ms)", stop_grace_ms);
 	put_u32(r, FR_SHUTDOWN, 0, stop_grace_ms);
 	arm_deadline(r, (int)stop_grace_ms + SHUTDOWN_SLACK_MS);
@@ -566,6 +577,16 @@ static void conn_free(struct relay *r, int i)
 	r->conns[i] = NULL;
 }
 
+/* a client that broke the rules or cannot keep up: it goes, its process is killed */
+static void conn_drop(struct relay *r, struct conn *c, const char *why)
+{
+	for (int i = 0; i < MONITOR_CONN_MAX; i++)
+		if (r->conns[i] == c) {
+			log_warn("client %d dropped: %s", i, why);
+			conn_free(r, i);
+		}
+}
+
 static void stream_end(struct relay *r, uint32_t s)
 {
 	struct hstream *h = &r->st[s];
@@ -584,12 +605,16 @@ static void conn_exec(struct relay *r, struct conn *c, const struct frame *f)
 		conn_fail(c, "the sandbox is not running");
 		return;
 	}
-	char *json = strndup((const char *)f->payload, f->len);
+	/* json-c takes a NUL inside a string as a character: refuse it */
+	if (memchr(f->payload, 0, f->len)) {
+		conn_fail(c, "the exec request holds a NUL byte");
+		return;
+	}
 	struct json_tokener *tok = json_tokener_new_ex(16);
-	struct json_object *spec = tok && json ? json_tokener_parse_ex(tok, json, (int)f->len) : NULL, *v, *proc;
+	struct json_object *spec = tok ? json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->len) : NULL, *v,
+			   *proc;
 	if (tok)
 		json_tokener_free(tok);
-	free(json);
 	if (!spec || !json_object_is_type(spec, json_type_object) || !json_object_object_get_ex(spec, "args", &v) ||
 	    !json_object_is_type(v, json_type_array) || !json_object_array_length(v)) {
 		json_object_put(spec);
@@ -641,7 +666,7 @@ static void conn_exec(struct relay *r, struct conn *c, const struct frame *f)
 	else if (put(r, FR_EXEC, (uint32_t)s, t, (uint32_t)n) < 0)
 		conn_fail(c, "the sandbox is busy; try again");
 	else {
-		r->st[s] = (struct hstream){ .used = true, .ep = EP_CONN, .c = c };
+		r->st[s] = (struct hstream){ .used = true, .ep = EP_CONN, .c = c, .out_win = OUTPUT_WINDOW };
 		c->stream = s;
 		log_debug("exec on stream %d: %s", s, t);
 	}
@@ -658,8 +683,9 @@ static bool conn_frames(struct relay *r, struct conn *c)
 		struct fbuf view = { c->in.data + off, c->in.len - off, c->in.cap - off };
 		if ((k = frame_peek(&view, GUEST_EXEC_MAX, &f)) != 1)
 			break;
-		/* stdin and execs wait while the queue to the guest is low on room */
-		if ((f.type == FR_STDIN || f.type == FR_EXEC) && fbuf_room(&r->out) < FRAME_HDR + f.len + OUT_RESERVE)
+		/* a client's frames wait while the queue to the guest is low on
+		 * room: the reserve is for the monitor's own (grants, kills) */
+		if (f.type != FR_SHUTDOWN && fbuf_room(&r->out) < FRAME_HDR + f.len + OUT_RESERVE)
 			break;
 		off += FRAME_HDR + f.len;
 		if (c->closing)
@@ -749,6 +775,7 @@ static void conn_accept(struct relay *r)
 	}
 	c->fd = fd;
 	c->stream = -1;
+	c->idle_until = now_ms() + 5000;
 	r->conns[slot] = c;
 	log_debug("client %d connected (pid %d, uid %d)", slot, (int)cr.pid, (int)cr.uid);
 }
@@ -756,28 +783,39 @@ static void conn_accept(struct relay *r)
 static void conn_io(struct relay *r, int i, short revents)
 {
 	struct conn *c = r->conns[i];
+	if (c->pending_window && fbuf_room(&c->out) >= FRAME_HDR + 4) {
+		/* the guest's stdin grants, merged: one frame however many came */
+		unsigned char p[4];
+		le32_put(p, c->pending_window);
+		conn_put(c, FR_WINDOW, p, 4);
+		if (c->stream >= 0)
+			r->st[c->stream].client_window += c->pending_window;
+		c->pending_window = 0;
+	}
 	if (revents & POLLOUT) {
-		ssize_t n = write(c->fd, c->out.data, c->out.len);
-		if (n > 0) {
+		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0)
 			fbuf_consume(&c->out, (size_t)n);
-			if (c->out.len <= CONN_GRANT_AT && c->pending_grant && c->stream >= 0 &&
-			    !r->st[c->stream].exited) {
-				put_u32(r, FR_OUT_WINDOW, (uint32_t)c->stream, c->pending_grant);
-				c->pending_grant = 0;
-			}
-		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			conn_free(r, i);
 			return;
 		}
 	}
 	if (revents & (POLLIN | POLLHUP | POLLERR)) {
-		ssize_t n = fbuf_room(&c->in) ? read(c->fd, c->in.data + c->in.len, fbuf_room(&c->in)) : -1;
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR && fbuf_room(&c->in))) {
-			conn_free(r, i);
-			return;
+		if (!fbuf_room(&c->in)) {
+			if (revents & (POLLHUP | POLLERR)) {
+				conn_free(r, i); /* gone, and what it sent cannot be taken yet */
+				return;
+			}
+		} else {
+			ssize_t n = read(c->fd, c->in.data + c->in.len, fbuf_room(&c->in));
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+				conn_free(r, i);
+				return;
+			}
+			if (n > 0)
+				c->in.len += (size_t)n;
 		}
-		if (n > 0)
-			c->in.len += (size_t)n;
 	}
 	if (c->in.len && !conn_frames(r, c)) {
 		log_warn("client %d broke the protocol: dropped", i);
@@ -788,38 +826,52 @@ static void conn_io(struct relay *r, int i, short revents)
 		conn_free(r, i);
 }
 
+/* Output that left toward its reader goes back to the guest as window:
+ * in batches, and only as far as the queue to the guest takes it (what
+ * does not fit stays pending). */
+static void flush_grants(struct relay *r)
+{
+	for (uint32_t s = 0; s < GUEST_STREAMS_MAX; s++) {
+		struct hstream *h = &r->st[s];
+		if (!h->used || h->exited || !h->grant)
+			continue;
+		bool go = true;
+		if (h->ep == EP_LOCAL)
+			go = h->grant >= 16384 || (!r->pend[0].len && !r->pend[1].len);
+		else if (h->ep == EP_CONN)
+			go = h->c->out.len <= CONN_GRANT_AT && (h->grant >= 16384 || !h->c->out.len);
+		if (go && put_u32(r, FR_OUT_WINDOW, s, h->grant) == 0) {
+			h->out_win += h->grant;
+			h->grant = 0;
+		}
+	}
+}
+
 /* ---- frames from the guest --------------------------------------------------------------- */
 
-/* output of stream s to its endpoint; false when the guest broke its window */
-static bool deliver(struct relay *r, uint32_t s, int k, const unsigned char *p, uint32_t n)
+/* Output of stream s to its endpoint, within the window (checked by the
+ * caller). What an endpoint cannot take is the endpoint's problem, never
+ * the guest's: a client that does not keep up is dropped. */
+static void deliver(struct relay *r, uint32_t s, int k, const unsigned char *p, uint32_t n)
 {
 	struct hstream *h = &r->st[s];
-	switch (h->ep) {
-	case EP_LOCAL: {
+	if (h->ep == EP_LOCAL) {
+		/* it fits: each holds a whole window, the guest has one for the two */
 		struct fbuf *b = &r->pend[k];
-		if (fbuf_room(b) < n)
-			return false;
 		memcpy(b->data + b->len, p, n);
 		b->len += n;
-		return true;
+		return;
 	}
-	case EP_CONN:
-		if (h->c->out.len + FRAME_HDR + n > CONN_OUT_CAP - 4096)
-			return false;
+	if (h->ep == EP_CONN && fbuf_room(&h->c->out) < FRAME_HDR + n + 64)
+		conn_drop(r, h->c, "its output queue is full");
+	if (h->ep == EP_CONN) {
 		conn_put(h->c, k ? FR_STDERR : FR_STDOUT, p, n);
-		h->c->pending_grant += n;
-		if (h->c->out.len <= CONN_GRANT_AT && h->c->pending_grant >= 16384) {
-			put_u32(r, FR_OUT_WINDOW, s, h->c->pending_grant);
-			h->c->pending_grant = 0;
-		}
-		return true;
-	case EP_LOG:
-		console_write(r, (const char *)p, n);
-		put_u32(r, FR_OUT_WINDOW, s, n);
-		return true;
-	case EP_NONE: put_u32(r, FR_OUT_WINDOW, s, n); return true;
+		h->grant += n; /* given back as the client takes it (flush_grants) */
+		return;
 	}
-	return true;
+	if (h->ep == EP_LOG)
+		console_write(r, (const char *)p, n);
+	h->grant += n; /* nobody to wait for */
 }
 
 /* Take the complete frames off the input buffer. Every target has room for
@@ -876,10 +928,9 @@ static void take_frames(struct relay *r)
 				break;
 			}
 			h->window += n;
-			if (h->ep == EP_CONN) {
-				h->client_window += n;
-				conn_put(h->c, FR_WINDOW, f.payload, 4);
-			} else if (h->ep == EP_LOG && !h->eof_sent) {
+			if (h->ep == EP_CONN)
+				h->c->pending_window += n; /* passed on merged (conn_io) */
+			else if (h->ep == EP_LOG && !h->eof_sent) {
 				put(r, FR_STDIN_EOF, f.stream, NULL, 0);
 				h->eof_sent = true;
 			}
@@ -887,10 +938,14 @@ static void take_frames(struct relay *r)
 		}
 		case FR_STDOUT:
 		case FR_STDERR:
-			if (!deliver(r, f.stream, f.type == FR_STDERR, f.payload, f.len)) {
-				log_debug("stream %u sent beyond its output window", f.stream);
+			if (f.len > h->out_win) {
+				log_debug("stream %u sent %u bytes beyond its output window (%u)", f.stream, f.len,
+					  h->out_win);
 				fire(r, EV_BAD_FRAME);
+				break;
 			}
+			h->out_win -= f.len;
+			deliver(r, f.stream, f.type == FR_STDERR, f.payload, f.len);
 			break;
 		case FR_EXIT:
 			if (f.len != 4) {
@@ -971,11 +1026,6 @@ static void flush_pend(struct relay *r, int k)
 	} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		r->st[0].grant += (uint32_t)p->len;
 		p->len = 0;
-	}
-	struct hstream *h = &r->st[0];
-	if (h->grant && !h->exited && (h->grant >= 16384 || (!r->pend[0].len && !r->pend[1].len))) {
-		put_u32(r, FR_OUT_WINDOW, 0, h->grant);
-		h->grant = 0;
 	}
 }
 
@@ -1073,14 +1123,28 @@ static int loop(struct relay *r)
 			short ev = 0;
 			if (c && out_room && fbuf_room(&c->in))
 				ev |= POLLIN;
-			if (c && c->out.len)
+			if (c && (c->out.len || c->pending_window))
 				ev |= POLLOUT;
 			pf[P_CONN + i] = (struct pollfd){ c ? c->fd : -1, ev, 0 };
 		}
 		int nv = vm->nvols < 64 ? vm->nvols : 64;
 		for (int i = 0; i < nv; i++)
 			pf[P_VFSD + i] = (struct pollfd){ vm->vols[i].log, POLLIN, 0 };
-		if (poll(pf, (nfds_t)(P_VFSD + nv), -1) < 0) {
+		/* clients that connect and never ask hold a slot only so long */
+		long timeout = -1, now = now_ms();
+		for (int i = 0; i < MONITOR_CONN_MAX; i++) {
+			struct conn *c = r->conns[i];
+			if (!c || c->stream >= 0 || c->stopper)
+				continue;
+			if (now >= c->idle_until) {
+				conn_drop(r, c, "it asked nothing within 5 s");
+				pf[P_CONN + i].fd = -1;
+				continue;
+			}
+			if (timeout < 0 || c->idle_until - now < timeout)
+				timeout = c->idle_until - now;
+		}
+		if (poll(pf, (nfds_t)(P_VFSD + nv), (int)timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			return log_sys(errno, "poll");
@@ -1112,8 +1176,10 @@ static int loop(struct relay *r)
 		if (pf[P_LISTEN].revents)
 			conn_accept(r);
 		for (int i = 0; i < MONITOR_CONN_MAX; i++)
-			if (r->conns[i] && (pf[P_CONN + i].revents || r->conns[i]->in.len))
+			if (r->conns[i] &&
+			    (pf[P_CONN + i].revents || r->conns[i]->in.len || r->conns[i]->pending_window))
 				conn_io(r, i, pf[P_CONN + i].revents);
+		flush_grants(r);
 	}
 	return 0;
 }
@@ -1175,22 +1241,24 @@ static void drain_output(struct relay *r)
 }
 
 /* Keep mode: the stoppers hear that the sandbox is gone; other clients
- * get what is queued for them, within a second. */
+ * get what is queued for them if their socket takes it at once. */
 static void close_conns(struct relay *r)
 {
 	for (int i = 0; i < MONITOR_CONN_MAX; i++) {
 		struct conn *c = r->conns[i];
 		if (!c)
 			continue;
-		if (c->stopper)
-			conn_put(c, FR_EXIT, "\0\0\0\0", 4);
-		else if (c->stream >= 0 && !r->st[c->stream].exited)
+		if (c->stopper && r->vm->nstoppers < MONITOR_CONN_MAX) {
+			/* answered once everything is cleaned up (vm-launch's main) */
+			int fd = dup(c->fd);
+			if (fd >= 0)
+				r->vm->stoppers[r->vm->nstoppers++] = fd;
+		} else if (c->stream >= 0 && !r->st[c->stream].exited)
 			conn_put(c, FR_FAIL, "the sandbox stopped", 19);
-		fcntl(c->fd, F_SETFL, 0);
-		struct timeval tv = { 1, 0 };
-		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		if (c->out.len && write(c->fd, c->out.data, c->out.len) < 0)
-			log_debug("client %d is gone", i);
+		/* one try, never waiting: a client that stopped reading gets
+		 * EOF instead (the monitor stays stoppable within a second) */
+		if (c->out.len && send(c->fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug("client %d is gone or not reading", i);
 		c->stream = -1;
 		conn_free(r, i);
 	}
@@ -1317,10 +1385,11 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 		if (json_object_object_get_ex(r.cfg, "process", &proc) &&
 		    json_object_object_get_ex(proc, "args", &args) && json_object_array_length(args) > 2 &&
 		    !strcmp(json_object_get_string(json_object_array_get_idx(args, 1)), CONTAINER_INIT_WORKLOAD)) {
-			r.st[0] = (struct hstream){ .used = true, .ep = EP_LOG }; /* stdin: EOF at its first window */
+			/* stdin: EOF at its first window */
+			r.st[0] = (struct hstream){ .used = true, .ep = EP_LOG, .out_win = OUTPUT_WINDOW };
 		}
 	} else {
-		r.st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL };
+		r.st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL, .out_win = OUTPUT_WINDOW };
 		if (pump_start(&r.pout[0], STDOUT_FILENO, false) < 0 ||
 		    pump_start(&r.pout[1], STDERR_FILENO, false) < 0 || pump_start(&r.pin, STDIN_FILENO, true) < 0) {
 			rc = log_sys(errno, "cannot start the stdio threads");
@@ -1336,6 +1405,7 @@ out:
 	oc->status = r.status;
 	oc->sig = r.sig;
 	oc->timed_out = r.timed_out;
+	oc->stop_asked = r.stop_asked || (r.keep && r.sig);
 	oc->failed = r.bad || r.no_hello || r.share_failed || r.plan_failed || rc != 0;
 	snprintf(oc->fail, sizeof(oc->fail), "%s", r.fail);
 	/* a reader that went away (EPIPE: `box run ... | head`) is no failure */
