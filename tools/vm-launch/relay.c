@@ -23,6 +23,7 @@
  * What the loop does next is read from a state table (transitions[] below):
  * an event in a state runs an action and moves to the next state. */
 #include "common.h"
+#include "execspec.h"
 #include "guest-abi.h"
 #include "launch.h"
 #include "monitor-abi.h"
@@ -605,55 +606,12 @@ static void conn_exec(struct relay *r, struct conn *c, const struct frame *f)
 		conn_fail(c, "the sandbox is not running");
 		return;
 	}
-	/* json-c takes a NUL inside a string as a character: refuse it */
-	if (memchr(f->payload, 0, f->len)) {
-		conn_fail(c, "the exec request holds a NUL byte");
+	char err[256];
+	cleanup_free char *t = NULL;
+	if (exec_spec_build(r->cfg, (const char *)f->payload, f->len, &t, err, sizeof(err)) < 0) {
+		conn_fail(c, err);
 		return;
 	}
-	struct json_tokener *tok = json_tokener_new_ex(16);
-	struct json_object *spec = tok ? json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->len) : NULL, *v,
-			   *proc;
-	if (tok)
-		json_tokener_free(tok);
-	if (!spec || !json_object_is_type(spec, json_type_object) || !json_object_object_get_ex(spec, "args", &v) ||
-	    !json_object_is_type(v, json_type_array) || !json_object_array_length(v)) {
-		json_object_put(spec);
-		conn_fail(c, "the exec request has no command");
-		return;
-	}
-	json_object_object_get_ex(r->cfg, "process", &proc);
-	/* environment: the config's, then the request's (the same name wins) */
-	struct json_object *env = json_object_new_array(), *base = NULL, *add = NULL;
-	if (proc)
-		json_object_object_get_ex(proc, "env", &base);
-	json_object_object_get_ex(spec, "env", &add);
-	size_t nb = base && json_object_is_type(base, json_type_array) ? json_object_array_length(base) : 0;
-	size_t na = add && json_object_is_type(add, json_type_array) ? json_object_array_length(add) : 0;
-	for (size_t i = 0; i < nb; i++) {
-		const char *e = json_object_get_string(json_object_array_get_idx(base, i));
-		const char *eq = e ? strchr(e, '=') : NULL;
-		bool over = false;
-		for (size_t j = 0; eq && j < na && !over; j++) {
-			const char *a = json_object_get_string(json_object_array_get_idx(add, j));
-			over = a && !strncmp(a, e, (size_t)(eq - e) + 1);
-		}
-		if (e && !over)
-			json_object_array_add(env, json_object_new_string(e));
-	}
-	for (size_t j = 0; j < na; j++) {
-		const char *a = json_object_get_string(json_object_array_get_idx(add, j));
-		if (!a || !strchr(a, '=') || a == strchr(a, '=')) {
-			json_object_put(env);
-			json_object_put(spec);
-			conn_fail(c, "an environment entry is not NAME=VALUE");
-			return;
-		}
-		json_object_array_add(env, json_object_new_string(a));
-	}
-	json_object_object_add(spec, "env", env);
-	if (!json_object_object_get_ex(spec, "cwd", &v) && proc && json_object_object_get_ex(proc, "cwd", &v))
-		json_object_object_add(spec, "cwd", json_object_get(v));
-	const char *t = json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	size_t n = strlen(t);
 	int s = -1;
 	for (int i = 1; i < GUEST_STREAMS_MAX && s < 0; i++)
@@ -661,8 +619,6 @@ static void conn_exec(struct relay *r, struct conn *c, const struct frame *f)
 			s = i;
 	if (s < 0)
 		conn_fail(c, "too many processes in this sandbox");
-	else if (n > GUEST_EXEC_MAX)
-		conn_fail(c, "the exec request is too large");
 	else if (put(r, FR_EXEC, (uint32_t)s, t, (uint32_t)n) < 0)
 		conn_fail(c, "the sandbox is busy; try again");
 	else {
@@ -670,7 +626,6 @@ static void conn_exec(struct relay *r, struct conn *c, const struct frame *f)
 		c->stream = s;
 		log_debug("exec on stream %d: %s", s, t);
 	}
-	json_object_put(spec);
 }
 
 static bool conn_frames(struct relay *r, struct conn *c)
