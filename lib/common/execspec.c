@@ -29,6 +29,8 @@ static bool str_list(struct json_object *a, bool env)
 		if (!json_object_is_type(v, json_type_string))
 			return false;
 		const char *s = json_object_get_string(v), *eq = strchr(s, '=');
+		if ((size_t)json_object_get_string_len(v) != strlen(s))
+			return false; /* a \u0000 inside: C would see less than JSON says */
 		if (env && (!eq || !env_name_ok(s, (size_t)(eq - s))))
 			return false;
 	}
@@ -59,11 +61,12 @@ int exec_spec_build(struct json_object *cfg, const char *req, size_t len, char *
 	if (!spec || !whole || !json_object_is_type(spec, json_type_object))
 		return fail(err, errlen, -EINVAL, "the exec request is not one JSON object");
 	if (!json_object_object_get_ex(spec, "args", &v) || !str_list(v, false) || !json_object_array_length(v))
-		return fail(err, errlen, -EINVAL, "the exec request has no command (args: a list of strings)");
+		return fail(err, errlen, -EINVAL, "the exec request has no command (args: a list of strings, no NUL)");
 	if (json_object_object_get_ex(spec, "env", &add) && !str_list(add, true))
 		return fail(err, errlen, -EINVAL, "an environment entry is not NAME=VALUE");
 	if (json_object_object_get_ex(spec, "cwd", &v) &&
-	    (!json_object_is_type(v, json_type_string) || json_object_get_string(v)[0] != '/'))
+	    (!json_object_is_type(v, json_type_string) || json_object_get_string(v)[0] != '/' ||
+	     (size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v))))
 		return fail(err, errlen, -EINVAL, "the working directory is not an absolute path");
 	if (json_object_object_get_ex(spec, "tty", &v) && !json_object_is_type(v, json_type_boolean))
 		return fail(err, errlen, -EINVAL, "tty is not a boolean");

@@ -228,6 +228,8 @@ b"
 	# a NUL inside the exec request's JSON is refused (json-c would read past it)
 	run -0 "$MC" nul "$d"
 	assert_contains "$output" "NUL byte"
+	run -0 "$MC" nul-escape "$d"
+	assert_contains "$output" "no NUL"
 	# sixteen connections that ask nothing fill the slots, for 5 s only
 	"$MC" idle "$d" 16 7 >"$BATS_TEST_TMPDIR/idle" &
 	pi=$!
@@ -239,7 +241,7 @@ b"
 	assert_eq "$output" served
 	wait "$pi"
 	assert_eq "$(cat "$BATS_TEST_TMPDIR/idle")" "holding 16
-closed by the monitor: 16"
+closed by the monitor: 16 told why: 16"
 	assert_eq "$(state_of s8)" running
 }
 
@@ -276,6 +278,11 @@ read-only"
 	[ ! -e "$BATS_TEST_TMPDIR/pwned" ]
 	run -0 box exec -eGLUED=yes s6 sh -c 'echo $GLUED'
 	assert_eq "$output" yes
+	# a newline in a value stays in that value: it makes no second entry
+	run -0 box exec -e "$(printf 'ML=a\nINJ=b')" s6 sh -c 'echo "$ML"; echo "${INJ:-unset}"'
+	assert_eq "$output" "a
+INJ=b
+unset"
 	run -0 box --version
 	assert_contains "$output" "box (boxkit) $(cat "$TOP/VERSION")"
 	# run -d: the first command's output goes to the console log

@@ -10,6 +10,7 @@ directory (so a long path or a dropped uid still reaches it).
                                            read again; hold the connection 8 s
   monitor-client.py nul RUNDIR             an exec request with a NUL byte in a
                                            string, 60000 bytes after it
+  monitor-client.py nul-escape RUNDIR      the same with a \\u0000 escape in args
   monitor-client.py idle RUNDIR N SECONDS  hold N connections that ask nothing
 """
 import os, socket, struct, sys, time
@@ -77,18 +78,24 @@ def main():
         s = connect(sys.argv[2])
         s.sendall(frame("C", b'{"args":["echo"],"a":"\0' + b"x" * 60000 + b'"}'))
         print(read_all(s).decode(errors="replace"))
+    elif mode == "nul-escape":
+        s = connect(sys.argv[2])
+        s.sendall(frame("C", b'{"args":["echo\\u0000 --evil"]}'))
+        print(read_all(s).decode(errors="replace"))
     elif mode == "idle":
         socks = [connect(sys.argv[2]) for _ in range(int(sys.argv[3]))]
         print("holding", len(socks), flush=True)
         time.sleep(float(sys.argv[4]))
-        closed = 0
+        closed = told = 0
         for s in socks:
-            s.settimeout(0.1)
+            got = read_all(s, 0.5)  # up to EOF: what the monitor said, if anything
             try:
+                s.settimeout(0.1)
                 closed += s.recv(1) == b""
             except OSError:
                 pass
-        print("closed by the monitor:", closed)
+            told += b"nothing asked" in got
+        print("closed by the monitor:", closed, "told why:", told)
     else:
         sys.exit("unknown mode " + mode)
 

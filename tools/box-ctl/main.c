@@ -173,9 +173,10 @@ static void term_back(void)
 	raw_on = false;
 }
 
+static char *home; /* canonical, once connect_monitor ran */
+
 static int connect_monitor(int *fd_out)
 {
-	cleanup_free char *home = NULL;
 	int r = boxkit_home_canon(arg.home, false, &home);
 	if (r < 0)
 		return log_sys(r, "cannot use the boxkit home");
@@ -458,7 +459,7 @@ static int cmd_stop(void)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break; /* the monitor is gone: so is the sandbox */
+			break; /* the monitor is gone without an answer: see below */
 		have += (size_t)n;
 		if (have >= FRAME_HDR && buf[0] == FR_FAIL) {
 			uint32_t len = le32_get(buf + 5);
@@ -470,13 +471,33 @@ static int cmd_stop(void)
 			close(sock);
 			return EXIT_SYSTEM; /* refused: not the same as not running */
 		}
-		if (have >= FRAME_HDR && buf[0] == FR_EXIT)
-			break;
+		if (have >= FRAME_HDR && buf[0] == FR_EXIT) {
+			close(sock);
+			return 0; /* answered after the cleanup */
+		}
 		if (have == sizeof(buf))
 			have = 0;
 	}
 	close(sock);
-	return 0;
+	/* no answer (the monitor was ending as we came, or died): the record
+	 * says whether the sandbox is stopped; gc marks a dead monitor's */
+	cleanup_close int homefd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	for (int i = 0; homefd >= 0 && i < 100; i++) {
+		int lr;
+		cleanup_json struct json_object *o = run_load(homefd, arg.run, &lr);
+		struct json_object *v;
+		if (!o || json_object_object_get_ex(o, "stopped", &v))
+			return 0; /* stopped, or removed (--rm) */
+		if (!run_owned(homefd, arg.run)) {
+			char err[512];
+			run_gc(homefd, err, sizeof(err));
+			continue;
+		}
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	log_error("the sandbox's monitor went away without confirming the stop");
+	return EXIT_SYSTEM;
 }
 
 static int tool_main(int argc, char **argv)
@@ -500,5 +521,6 @@ int main(int argc, char **argv)
 {
 	int r = tool_main(argc, argv);
 	free(arg.env);
+	free(home);
 	return r < 0 ? EXIT_LAUNCH : r;
 }

@@ -48,6 +48,7 @@
 #define OUT_RESERVE (128 * 1024) /* stdin and execs never take this: signals, grants */
 #define IN_CAP (FRAME_HDR + FRAME_DATA_MAX)
 #define CONN_OUT_CAP (10 * OUTPUT_WINDOW + 65536) /* a window of 1-byte frames, and control frames */
+#define CONN_FRAMES_PER_PASS 64			  /* frames taken from one client per loop pass */
 #define CONN_GRANT_AT (32 * 1024)		  /* grant output back once the client's queue is this low */
 #define CONSOLE_CAP (512 * 1024)		  /* console.log, then rotated to console.log.1 */
 #define HELLO_DEADLINE_MS 60000			  /* the guest init must say hello within this */
@@ -199,6 +200,7 @@ struct conn {
 	bool stopper;		 /* it asked the sandbox to stop */
 	bool closing;		 /* write out what is queued, then close */
 	uint32_t pending_window; /* stdin window the guest granted, not yet passed on */
+	bool eof_sent;		 /* its STDIN_EOF went: a second one is a protocol error */
 	long idle_until;	 /* monotonic ms: a client that has not asked by then is closed */
 };
 
@@ -634,13 +636,17 @@ static bool conn_frames(struct relay *r, struct conn *c)
 	int k;
 	size_t off = 0;
 	bool ok = true;
-	for (;;) {
+	/* at most CONN_FRAMES_PER_PASS a pass, clients served in turn: one that
+	 * floods control frames (they have no window) gets its share, no more */
+	for (int taken = 0; taken < CONN_FRAMES_PER_PASS; taken++) {
 		struct fbuf view = { c->in.data + off, c->in.len - off, c->in.cap - off };
 		if ((k = frame_peek(&view, GUEST_EXEC_MAX, &f)) != 1)
 			break;
 		/* a client's frames wait while the queue to the guest is low on
-		 * room: the reserve is for the monitor's own (grants, kills) */
-		if (f.type != FR_SHUTDOWN && fbuf_room(&r->out) < FRAME_HDR + f.len + OUT_RESERVE)
+		 * room: the reserve is for the monitor's own (grants, kills); an
+		 * exec's spec may grow to GUEST_EXEC_MAX with the sandbox's env */
+		uint32_t need = f.type == FR_EXEC ? GUEST_EXEC_MAX : f.len;
+		if (f.type != FR_SHUTDOWN && fbuf_room(&r->out) < FRAME_HDR + need + OUT_RESERVE)
 			break;
 		off += FRAME_HDR + f.len;
 		if (c->closing)
@@ -673,7 +679,13 @@ static bool conn_frames(struct relay *r, struct conn *c)
 			h->window -= f.len;
 			put(r, FR_STDIN, s, f.payload, f.len);
 			break;
-		case FR_STDIN_EOF: put(r, FR_STDIN_EOF, s, NULL, 0); break;
+		case FR_STDIN_EOF:
+			if (c->eof_sent)
+				ok = false;
+			else
+				put(r, FR_STDIN_EOF, s, NULL, 0);
+			c->eof_sent = true;
+			break;
 		case FR_SIGNAL:
 			if (f.len == 4 && le32_get(f.payload) > 0 && le32_get(f.payload) < 65)
 				put(r, FR_SIGNAL, s, f.payload, 4);
@@ -1089,15 +1101,31 @@ static int loop(struct relay *r)
 		long timeout = -1, now = now_ms();
 		for (int i = 0; i < MONITOR_CONN_MAX; i++) {
 			struct conn *c = r->conns[i];
-			if (!c || c->stream >= 0 || c->stopper)
-				continue;
+			struct frame fr;
+			if (!c || c->stream >= 0 || c->stopper || frame_peek(&c->in, GUEST_EXEC_MAX, &fr) == 1)
+				continue; /* one with a whole request in has asked (it may wait for room) */
 			if (now >= c->idle_until) {
+				static const char idle[] = "nothing asked within 5 s";
+				unsigned char h[FRAME_HDR];
+				h[0] = FR_FAIL;
+				le32_put(h + 1, 0);
+				le32_put(h + 5, sizeof(idle) - 1);
+				struct iovec iov[2] = { { h, sizeof(h) }, { (void *)idle, sizeof(idle) - 1 } };
+				struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+				if (sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+					log_debug("an idle client is gone");
 				conn_drop(r, c, "it asked nothing within 5 s");
 				pf[P_CONN + i].fd = -1;
 				continue;
 			}
 			if (timeout < 0 || c->idle_until - now < timeout)
 				timeout = c->idle_until - now;
+		}
+		/* a client left with whole frames (its share of a pass): no sleep */
+		for (int i = 0; i < MONITOR_CONN_MAX && timeout != 0; i++) {
+			struct frame f;
+			if (r->conns[i] && out_room && frame_peek(&r->conns[i]->in, GUEST_EXEC_MAX, &f) == 1)
+				timeout = 0;
 		}
 		if (poll(pf, (nfds_t)(P_VFSD + nv), (int)timeout) < 0) {
 			if (errno == EINTR)
@@ -1130,10 +1158,14 @@ static int loop(struct relay *r)
 			read_stdin(r);
 		if (pf[P_LISTEN].revents)
 			conn_accept(r);
-		for (int i = 0; i < MONITOR_CONN_MAX; i++)
+		static int turn;
+		turn = (turn + 1) % MONITOR_CONN_MAX;
+		for (int j = 0; j < MONITOR_CONN_MAX; j++) {
+			int i = (turn + j) % MONITOR_CONN_MAX;
 			if (r->conns[i] &&
 			    (pf[P_CONN + i].revents || r->conns[i]->in.len || r->conns[i]->pending_window))
 				conn_io(r, i, pf[P_CONN + i].revents);
+		}
 		flush_grants(r);
 	}
 	return 0;
@@ -1205,7 +1237,7 @@ static void close_conns(struct relay *r)
 			continue;
 		if (c->stopper && r->vm->nstoppers < MONITOR_CONN_MAX) {
 			/* answered once everything is cleaned up (vm-launch's main) */
-			int fd = dup(c->fd);
+			int fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 3);
 			if (fd >= 0)
 				r->vm->stoppers[r->vm->nstoppers++] = fd;
 		} else if (c->stream >= 0 && !r->st[c->stream].exited)
