@@ -201,15 +201,24 @@ struct json_object *run_load(int homefd, const char *id, int *r)
 	return load_at(dfd, r);
 }
 
+/* a listing of the directory fd names (fd itself stays open), or NULL and errno */
+static DIR *dir_stream(int fd)
+{
+	int copy = dup(fd);
+	DIR *d = copy < 0 ? NULL : fdopendir(copy);
+	if (!d && copy >= 0) {
+		int e = errno;
+		close(copy);
+		errno = e;
+	}
+	return d;
+}
+
 static int find_at(int root, int homefd, const char *name, char id[RUN_ID_LEN + 1])
 {
-	int fd = dup(root);
-	DIR *d = fd < 0 ? NULL : fdopendir(fd);
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	DIR *d = dir_stream(root);
+	if (!d)
 		return -errno;
-	}
 	struct dirent *e;
 	int found = -ENOENT;
 	while (found == -ENOENT && (e = readdir(d))) {
@@ -469,13 +478,9 @@ int run_gc(int homefd, char *err, size_t errlen)
 	int removed = 0, first = 0;
 	if (root < 0)
 		return root == -ENOENT ? 0 : root;
-	int fd = dup(root);
-	DIR *d = fd < 0 ? NULL : fdopendir(fd);
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	DIR *d = dir_stream(root);
+	if (!d)
 		return -errno;
-	}
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (!strncmp(e->d_name, ".new-", 5) && run_id_valid(e->d_name + 5)) {

@@ -117,6 +117,18 @@ vm_suite_setup() {
 	N=$BOXKIT_HOME/volumes/named
 }
 
+# sandboxes_teardown: remove every sandbox of this test's home (stopping the
+# running ones), collect leftovers, unmount the store and what is left of the
+# test's mounts
+sandboxes_teardown() {
+	[ -n "${BOXKIT_HOME:-}" ] && [ -d "$BOXKIT_HOME" ] || return 0
+	local n
+	for n in $(box ls --json 2>/dev/null | jq -r .name); do timeout 30 box rm -f "$n" >/dev/null 2>&1; done
+	box gc >/dev/null 2>&1 || true
+	box setup --unmount >/dev/null 2>&1 || true
+	grep -o " $BATS_TEST_TMPDIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+
 # stage_jail ID [VMM]: a jail for vm-launch --chroot in $BATS_TEST_TMPDIR/j.json
 stage_jail() {
 	chroot-stage create --home "$BOXKIT_HOME" --id "$1" --vmm "${2:-$(command -v qemu-system-x86_64)}" \

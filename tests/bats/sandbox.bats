@@ -11,12 +11,7 @@ setup() {
 }
 
 teardown() {
-	[ -n "${BOXKIT_HOME:-}" ] && [ -d "$BOXKIT_HOME" ] || return 0
-	local n
-	for n in $(box ls --json 2>/dev/null | jq -r .name); do timeout 30 box rm -f "$n" >/dev/null 2>&1; done
-	box gc >/dev/null 2>&1 || true
-	box setup --unmount >/dev/null 2>&1 || true
-	grep -o " $BATS_TEST_TMPDIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	sandboxes_teardown
 }
 
 # sandbox_dir NAME: its run directory

@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 
@@ -186,18 +185,11 @@ static int connect_monitor(int *fd_out)
 	if (dfd < 0)
 		return errno == ENOENT ? (log_error("no sandbox with run id '%s'", arg.run), -ENOENT)
 				       : log_sys(errno, "cannot open '%s'", dir);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" MONITOR_SOCK, dfd);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_connect_beneath(dfd, MONITOR_SOCK);
+	if (fd == -ENOENT || fd == -ECONNREFUSED)
+		return log_error("the sandbox is not running (run %s)", arg.run), -ENOENT;
 	if (fd < 0)
-		return log_sys(errno, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = errno;
-		close(fd);
-		if (r == ENOENT || r == ECONNREFUSED)
-			return log_error("the sandbox is not running (run %s)", arg.run), -ENOENT;
-		return log_sys(r, "cannot reach the sandbox's monitor '%s/" MONITOR_SOCK "'", dir);
-	}
+		return log_sys(fd, "cannot reach the sandbox's monitor '%s/" MONITOR_SOCK "'", dir);
 	*fd_out = fd;
 	return 0;
 }

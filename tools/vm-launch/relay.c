@@ -39,7 +39,6 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -1255,20 +1254,13 @@ static void close_conns(struct relay *r)
  * descriptor: the path may be longer than a socket address) */
 static int monitor_listen(struct relay *r)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" MONITOR_SOCK, r->run_fd);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
 	unlinkat(r->run_fd, MONITOR_SOCK, 0);
 	mode_t old = umask(0177); /* 0600 from the start */
-	int k = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int fd = unix_listen_beneath(r->run_fd, MONITOR_SOCK, MONITOR_CONN_MAX);
 	umask(old);
-	if (k < 0 || listen(fd, MONITOR_CONN_MAX) < 0) {
-		k = -errno;
-		close(fd);
-		return k;
-	}
+	if (fd < 0)
+		return fd;
+	fcntl(fd, F_SETFL, O_NONBLOCK); /* our own socket */
 	r->listen_fd = fd;
 	return 0;
 }
