@@ -231,10 +231,6 @@ static int send_u32(int fd, char type, uint32_t v)
 	return send_frame(fd, type, p, 4);
 }
 
-/* output to our caller: blocking, but a signal interrupts it (and is then
- * handled: forwarded, or the third one leaves) */
-static int out_all(int fd, const unsigned char *b, size_t n, int sock, int *nsig);
-
 static int handle_signals(int sock, int *nsig)
 {
 	static const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
@@ -265,6 +261,8 @@ static int handle_signals(int sock, int *nsig)
 	return 0;
 }
 
+/* output to our caller: blocking, but a signal interrupts it (and is then
+ * handled: forwarded, or the third one leaves) */
 static int out_all(int fd, const unsigned char *b, size_t n, int sock, int *nsig)
 {
 	while (n) {

@@ -240,8 +240,6 @@ static const char *const event_name[] = { "hello", "ready",   "exit",	  "fail",	
 
 struct relay {
 	struct vm *vm;
-	const char *config;
-	size_t config_len;
 	struct json_object *cfg; /* the config: an exec's default environment and directory */
 	enum rstate state;
 	bool keep, ready;
@@ -1295,8 +1293,6 @@ void print_console_tail(const char *run_dir)
 int relay_run(struct vm *vm, const char *config, size_t config_len, struct outcome *oc)
 {
 	struct relay r = { .vm = vm,
-			   .config = config,
-			   .config_len = config_len,
 			   .state = ST_BOOTING,
 			   .keep = arg.detach,
 			   .status = -1,
