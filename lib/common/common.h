@@ -198,6 +198,10 @@ int run_capture(const char *path, char *const argv[], bool merge_stderr, char *o
 /* In a child about to exec: empty the bounding set except keep_cap (-1 for
  * none), drop supplementary groups, then become uid:gid for good. 0 or -errno. */
 int drop_to_user(uid_t uid, gid_t gid, int keep_cap);
+/* drop_to_user keeping cap alone, raised as an ambient capability: it
+ * survives the exec of a program without file capabilities (so the exec
+ * gains nothing, and no_new_privs can be set). 0 or -errno. */
+int drop_to_user_ambient(uid_t uid, gid_t gid, int cap);
 
 /* ---- unix sockets beneath a directory, whatever its path length ---- */
 /* sun_path holds 107 bytes: a chroot path plus a socket name passes that
@@ -206,5 +210,15 @@ int drop_to_user(uid_t uid, gid_t gid, int keep_cap);
  * socket fd (SOCK_STREAM, CLOEXEC; listening for the bind) or -errno. */
 int unix_listen_beneath(int dirfd, const char *name, int backlog);
 int unix_connect_beneath(int dirfd, const char *name);
+
+/* ---- boxkit's cgroups (cgroup.c): <cgroup2 mount>/boxkit/<name> ---- */
+#define CGROUP_BOXKIT "boxkit"
+/* the cgroup2 mount point, or -ENOENT */
+int cgroup2_root(char *out, size_t outlen);
+/* make <cgroup2>/boxkit/<name> (one component, run_name_valid): its
+ * directory's descriptor (O_RDONLY), or -errno (-EEXIST) */
+int cgroup_create(const char *name);
+/* remove it (killing what is left in it); 0 when it is gone or never was */
+int cgroup_remove(const char *name);
 
 #endif

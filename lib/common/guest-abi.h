@@ -19,7 +19,12 @@
  * The conversation (protocol version GUEST_PROTO_VERSION):
  *   guest -> host  HELLO  {"proto":2}: the init is up
  *   host -> guest  PLAN   {"version":2,"config":{OCI config},"volumes":[...],
- *                         "keep":bool,"tty":bool,"rows":N,"cols":N}
+ *                         "keep":bool,"tty":bool,"rows":N,"cols":N,
+ *                         "net":{"address","prefix","gateway","mtu","dns":[]}}
+ *                  ("net" only with a network device: the guest init sets
+ *                  up eth0 and the container's /etc/resolv.conf and
+ *                  /etc/hosts from it; the container shares the VM's
+ *                  network namespace)
  *   guest -> host  READY  the container is up: execs may come (keep mode)
  *   host -> guest  EXEC   (stream s) {"args":[...],"env":[...],"cwd":"/",
  *                         "tty":bool,"rows":N,"cols":N}: start a process
@@ -54,6 +59,14 @@
 #define GUEST_PROTO_VERSION 2 /* the frames */
 #define GUEST_PLAN_VERSION 2  /* the plan's JSON */
 #define FRAME_PORT_NAME "boxkit.ctl"
+/* the plan's network keys */
+#define PLAN_NET "net"
+#define PLAN_NET_ADDRESS "address"
+#define PLAN_NET_PREFIX "prefix"
+#define PLAN_NET_GATEWAY "gateway"
+#define PLAN_NET_MTU "mtu"
+#define PLAN_NET_DNS "dns"
+#define GUEST_NET_IF "eth0"
 #define FRAME_HDR 9
 #define FRAME_MAX (1u << 20)	  /* a plan */
 #define FRAME_DATA_MAX (1u << 16) /* stdin, stdout, stderr */

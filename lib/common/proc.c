@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 int self_dir(char *out, size_t outlen)
@@ -97,6 +98,24 @@ int drop_to_user(uid_t uid, gid_t gid, int keep_cap)
 		if (c != keep_cap && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
 			return -errno;
 	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+		return -errno;
+	return 0;
+}
+
+int drop_to_user_ambient(uid_t uid, gid_t gid, int cap)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	uint32_t bit = 1u << (cap % 32);
+	struct __user_cap_data_struct d[2] = { { 0 } };
+	int r;
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if ((r = drop_to_user(uid, gid, cap)) < 0)
+		return r;
+	d[cap / 32].effective = d[cap / 32].permitted = d[cap / 32].inheritable = bit;
+	if (syscall(SYS_capset, &h, d) < 0)
+		return -errno;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
 		return -errno;
 	return 0;
 }

@@ -16,7 +16,7 @@
 
 static const char *const list_key[] = {
 	[RUN_OWNERS] = "owners",       [RUN_PROCESSES] = "processes", [RUN_JAILS] = "jails",
-	[RUN_ANONYMOUS] = "anonymous", [RUN_SOCKETS] = "sockets",
+	[RUN_ANONYMOUS] = "anonymous", [RUN_SOCKETS] = "sockets",     [RUN_CGROUPS] = "cgroups",
 };
 
 int run_id_new(char out[RUN_ID_LEN + 1])
@@ -464,6 +464,11 @@ int run_cleanup_ex(int homefd, const char *id, bool keep_dir, char *err, size_t 
 			note(&first, r, err, errlen, "anonymous volume", name ? name : "?");
 		}
 	}
+	if (json_object_object_get_ex(o, list_key[RUN_CGROUPS], &arr))
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			const char *name = json_object_get_string(json_object_array_get_idx(arr, i));
+			note(&first, cgroup_remove(name), err, errlen, "cgroup", name ? name : "?");
+		}
 	if (first == 0 && !keep_dir) {
 		cleanup_close int root = open_run_root(homefd, false);
 		r = root < 0 ? root : rm_tree_at(root, id);

@@ -12,6 +12,7 @@
  *    "jails":["<vmm name>"],              <home>/jail/<vmm name>/<id>
  *    "anonymous":["<ULID>"],              <home>/volumes/anonymous/<ULID>
  *    "sockets":["<name>"],                in the jail's /run (gone with it)
+ *    "cgroups":["<name>"],                <cgroup2 mount>/boxkit/<name> (cgroup.c)
  *    "name":"<name>",                     a sandbox (box create): unique
  *    "stopped":{"at","how","status"}}     a sandbox that has stopped
  *
@@ -34,7 +35,7 @@
 #define RUN_ID_LEN 26
 #define JAIL_ROOT "jail"
 
-enum run_list { RUN_OWNERS, RUN_PROCESSES, RUN_JAILS, RUN_ANONYMOUS, RUN_SOCKETS };
+enum run_list { RUN_OWNERS, RUN_PROCESSES, RUN_JAILS, RUN_ANONYMOUS, RUN_SOCKETS, RUN_CGROUPS };
 
 /* a new id: a lower-case ULID (26 characters, time-ordered) */
 int run_id_new(char out[RUN_ID_LEN + 1]);
@@ -53,7 +54,7 @@ int run_create_named(int homefd, const char *id, pid_t owner, const char *name);
 int run_find(int homefd, const char *name, char id[RUN_ID_LEN + 1]);
 /* Mark a sandbox stopped: how ("exited", "stopped", "gc"...), its status or -1. */
 int run_stop(int homefd, const char *id, const char *how, int status);
-/* Add value to a list (RUN_JAILS, RUN_ANONYMOUS, RUN_SOCKETS),
+/* Add value to a list (RUN_JAILS, RUN_ANONYMOUS, RUN_SOCKETS, RUN_CGROUPS),
  * under a lock, atomically. 0, -EINVAL for a bad value, -ENOENT for no such
  * run, or -errno. */
 int run_add(int homefd, const char *id, enum run_list list, const char *value);

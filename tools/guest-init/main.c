@@ -11,6 +11,7 @@
  * SHUTDOWN. Never hangs: every failure is a message on the console and an
  * FR_FAIL frame, then the VM leaves. */
 #include "cinit.h"
+#include "gnet.h"
 #include "guest-abi.h"
 
 #include <json-c/json.h>
@@ -227,6 +228,8 @@ static bool keep;	 /* keep mode: up until SHUTDOWN */
 static char *first_spec; /* the config's command, as an EXEC spec; NULL: none */
 static bool plan_tty;
 static int plan_rows, plan_cols;
+static struct json_object *plan_net; /* the plan's "net", or NULL: no network */
+static char *plan_hostname;
 
 static int jint(struct json_object *o, const char *key, int dflt)
 {
@@ -307,6 +310,10 @@ static void take_plan(const unsigned char *p, uint32_t len)
 		for (size_t i = 0; i < json_object_array_length(vols); i++)
 			mount_volume(json_object_array_get_idx(vols, i));
 	}
+	if (json_object_object_get_ex(plan, PLAN_NET, &v) && json_object_is_type(v, json_type_object))
+		plan_net = json_object_get(v);
+	if (json_object_object_get_ex(cfg, "hostname", &v) && json_object_is_type(v, json_type_string))
+		plan_hostname = strdup(json_object_get_string(v));
 	take_process(cfg);
 	const char *t = json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	plan_config = strdup(t ? t : "");
@@ -911,6 +918,19 @@ int main(int argc, char **argv)
 		die("mount the rootfs overlay: %s", strerror(errno));
 	write_file(BUNDLE "/config.json", plan_config, strlen(plan_config));
 	free(plan_config);
+	{
+		/* the network (the container shares the VM's), and the files
+		 * that name it in the container */
+		char why[256];
+		int rootfd = open(BUNDLE "/rootfs", O_PATH | O_DIRECTORY | O_CLOEXEC), e;
+		if ((e = gnet_up(plan_net, why, sizeof(why))) < 0)
+			die("network: %s: %s", why, strerror(-e));
+		if (rootfd < 0 || (e = gnet_files(rootfd, plan_net, plan_hostname, why, sizeof(why))) < 0)
+			die("network: %s: %s", rootfd < 0 ? "open the rootfs" : why, strerror(rootfd < 0 ? errno : -e));
+		close(rootfd);
+		json_object_put(plan_net);
+		free(plan_hostname);
+	}
 
 	/* children are reaped on SIGCHLD, through a signalfd */
 	sigemptyset(&mask);

@@ -31,6 +31,7 @@ static struct {
 	bool privileged;
 	const char *rootfs;
 	bool readonly_rootfs;
+	bool vm_network; /* --network vm: the VM's network, no namespace of its own */
 	const char *cwd;
 	const char *env[MAX_LIST];
 	int nenv;
@@ -62,6 +63,8 @@ static void usage(FILE *f)
 	      "  --env K=V           environment (repeatable)\n"
 	      "  --user UID[:GID]    numeric user (default 0:0)\n"
 	      "  --hostname NAME     hostname (default boxkit)\n"
+	      "  --network MODE      none (default: a network namespace of its own, empty) or\n"
+	      "                      vm: the VM's own network (vm-launch --network user)\n"
 	      "  --terminal          allocate a terminal\n"
 	      "  --init              run CMD under boxkit's init (signals, 126/127 exit codes);\n"
 	      "                      without CMD, a sandbox's init that only serves execs\n"
@@ -122,6 +125,7 @@ static int parse_argv(int argc, char **argv)
 		O_ENV,
 		O_USER,
 		O_HOST,
+		O_NETWORK,
 		O_TERM,
 		O_MOUNTS,
 		O_SECCOMP,
@@ -139,6 +143,7 @@ static int parse_argv(int argc, char **argv)
 		{ "env", required_argument, NULL, O_ENV },
 		{ "user", required_argument, NULL, O_USER },
 		{ "hostname", required_argument, NULL, O_HOST },
+		{ "network", required_argument, NULL, O_NETWORK },
 		{ "terminal", no_argument, NULL, O_TERM },
 		{ "mounts-from", required_argument, NULL, O_MOUNTS },
 		{ "seccomp", required_argument, NULL, O_SECCOMP },
@@ -196,6 +201,13 @@ static int parse_argv(int argc, char **argv)
 				log_error("--user '%s' must be UID or UID:GID (numbers)", optarg);
 				return -1;
 			}
+			break;
+		case O_NETWORK:
+			if (strcmp(optarg, "none") && strcmp(optarg, "vm")) {
+				log_error("--network '%s': use none or vm", optarg);
+				return -1;
+			}
+			arg.vm_network = !strcmp(optarg, "vm");
 			break;
 		case O_HOST:
 			if (!hostname_valid(optarg)) {
@@ -665,6 +677,8 @@ static int build(struct json_object **out)
 
 	static const char *const nss[] = { "pid", "network", "ipc", "uts", "mount", "cgroup" };
 	for (size_t i = 0; i < ARRAY_SIZE(nss); i++) {
+		if (arg.vm_network && !strcmp(nss[i], "network"))
+			continue;
 		struct json_object *n = json_object_new_object();
 		json_object_object_add(n, "type", json_object_new_string(nss[i]));
 		json_object_array_add(ns, n);

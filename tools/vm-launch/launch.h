@@ -2,6 +2,7 @@
 #ifndef BOXKIT_LAUNCH_H
 #define BOXKIT_LAUNCH_H
 #include "monitor-abi.h"
+#include "netspec.h"
 #include "runrec.h"
 #include "vol.h"
 
@@ -19,8 +20,26 @@ struct launch_args {
 	bool tty;    /* the first command gets a pty; the caller's terminal goes raw */
 	bool rm;     /* --detach --rm: the sandbox's record goes too when it stops */
 	bool detach; /* keep mode: a sandbox; the monitor goes on in the background */
+	/* --network user: passt, jailed, with the egress policy */
+	bool net_user;
+	const char *passt, *net_user_name;
+	struct net_publish publish[NET_PUBLISH_MAX];
+	int npublish;
+	struct net_allow allow[NET_ALLOW_MAX];
+	int nallow;
+	uint32_t dns[NET_DNS_MAX];
+	int ndns;
+	bool dns_given; /* --dns (else the host's resolvers) */
 };
 extern struct launch_args arg;
+
+/* a helper's stderr: the last bytes, for the error that names its death */
+struct logtail {
+	int fd; /* read end of its stderr, non-blocking; -1 when closed */
+	size_t len;
+	char text[2048];
+};
+void logtail_drain(struct logtail *t);
 
 struct volume {
 	struct vol_entry e;
@@ -31,9 +50,36 @@ struct volume {
 	char sock_name[32];   /* in the jail's /run */
 	char sock_in_vmm[64]; /* the path QEMU connects to */
 	pid_t vfsd;
-	int log;	     /* read end of virtiofsd's stderr */
-	char log_tail[2048]; /* its last bytes */
-	size_t log_len;
+	struct logtail log; /* virtiofsd's stderr */
+};
+
+
+/* egress.c: the policy on the network helper's cgroup */
+#define EGRESS_HOOKS 4
+#define EGRESS_LOCAL_MAX 256
+struct egress {
+	int cgroup; /* the cgroup's directory */
+	int prog[EGRESS_HOOKS];
+	int nl; /* netlink: the host's addresses changed */
+	const struct net_allow *allow;
+	int nallow, nlocal;
+};
+int egress_attach(struct egress *e, int cgroup, char *err, size_t errlen);
+int egress_refresh(struct egress *e, char *err, size_t errlen);
+void egress_close(struct egress *e);
+
+/* net.c: --network user */
+struct net {
+	bool on;
+	uid_t uid;
+	gid_t gid;
+	char cgroup_name[64];
+	int cgroup;
+	int qemu_end; /* QEMU's end of the stream socket to passt */
+	int passt_bin;
+	pid_t passt;
+	struct logtail log;
+	struct egress egress;
 };
 
 struct vm {
@@ -74,6 +120,7 @@ struct vm {
 	int sockdir; /* O_PATH: the jail's /run, holding the vhost-user sockets */
 	int vfsd_bin;
 	struct elfdeps *vfsd_deps;
+	struct net net;
 };
 
 /* shares.c: one sandboxed virtiofsd per volume */
@@ -81,8 +128,16 @@ int shares_prepare(struct vm *vm);
 int shares_start(struct vm *vm);
 /* a virtiofsd that exited: returns its volume index or -1 */
 int shares_reap(struct vm *vm, pid_t pid, int status, bool complain);
-void shares_drain_log(struct volume *v);
 void shares_stop(struct vm *vm);
+
+/* net.c: passt for --network user, in a cgroup of the run's own */
+int net_prepare(struct vm *vm);
+int net_start(struct vm *vm);
+/* passt exited: true when pid was it */
+bool net_reap(struct vm *vm, pid_t pid, int status, bool complain);
+void net_stop(struct vm *vm);
+/* the plan's "net" object (NULL when the guest has no network) */
+struct json_object *net_plan(const struct vm *vm);
 
 int vm_prepare(struct vm *vm, char **config, size_t *config_len);
 int vm_start(struct vm *vm);

@@ -52,6 +52,16 @@ static void usage(FILE *f)
 	      "                      first with its output in the console log\n"
 	      "  --rm                with --detach: remove the sandbox's record and logs too\n"
 	      "                      when it stops (else they stay until run-record rm)\n"
+	      "  --network MODE      none (default: no network device) or user: passt, a\n"
+	      "                      user-mode stack outside the guest, jailed, with the\n"
+	      "                      egress policy (never this host's own addresses)\n"
+	      "  --publish SPEC      [IP:]HOSTPORT:GUESTPORT[/tcp|udp]: a guest port on the\n"
+	      "                      host, bound to 127.0.0.1 unless IP is given (repeatable)\n"
+	      "  --dns IP            the guest's resolver (repeatable, at most 3; default: the\n"
+	      "                      host's, if not this host's own)\n"
+	      "  --allow-net CIDR[:PORT]  with any, the guest reaches only these (repeatable)\n"
+	      "  --passt PATH        the passt binary (default: passt in PATH)\n"
+	      "  --net-user NAME     the network helper's user (default boxkit-net)\n"
 	      "  --probe-accel       print what --accel auto picks (JSON) and exit\n"
 	      "  -v, --verbose       say what is chosen and done\n"
 	      "  -h, --help          this text\n"
@@ -80,7 +90,13 @@ static int parse_argv(int argc, char **argv)
 		O_HOME,
 		O_PROBE,
 		O_VFSD_HANDLES,
-		O_RM
+		O_RM,
+		O_NETWORK,
+		O_PUBLISH,
+		O_DNS,
+		O_ALLOW,
+		O_PASST,
+		O_NET_USER
 	};
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -100,12 +116,18 @@ static int parse_argv(int argc, char **argv)
 		{ "tty", no_argument, NULL, 't' },
 		{ "detach", no_argument, NULL, 'd' },
 		{ "rm", no_argument, NULL, O_RM },
+		{ "network", required_argument, NULL, O_NETWORK },
+		{ "publish", required_argument, NULL, O_PUBLISH },
+		{ "dns", required_argument, NULL, O_DNS },
+		{ "allow-net", required_argument, NULL, O_ALLOW },
+		{ "passt", required_argument, NULL, O_PASST },
+		{ "net-user", required_argument, NULL, O_NET_USER },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
-	char *end;
+	char *end, msg[512];
 	while ((c = getopt_long(argc, argv, "hvtd", opts, NULL)) != -1) {
 		switch (c) {
 		case O_CONFIG: arg.config = optarg; break;
@@ -156,6 +178,34 @@ static int parse_argv(int argc, char **argv)
 		case 't': arg.tty = true; break;
 		case 'd': arg.detach = true; break;
 		case O_RM: arg.rm = true; break;
+		case O_NETWORK:
+			if (strcmp(optarg, "none") && strcmp(optarg, "user")) {
+				log_error("--network '%s': use none or user", optarg);
+				return -1;
+			}
+			arg.net_user = !strcmp(optarg, "user");
+			break;
+		case O_PUBLISH:
+			if (arg.npublish == NET_PUBLISH_MAX)
+				return log_error("at most %d --publish", NET_PUBLISH_MAX), -1;
+			if (netspec_publish(optarg, &arg.publish[arg.npublish++], msg, sizeof(msg)) < 0)
+				return log_error("%s", msg), -1;
+			break;
+		case O_DNS:
+			if (arg.ndns == NET_DNS_MAX)
+				return log_error("at most %d --dns (what resolv.conf honours)", NET_DNS_MAX), -1;
+			if (netspec_dns(optarg, &arg.dns[arg.ndns++], msg, sizeof(msg)) < 0)
+				return log_error("%s", msg), -1;
+			arg.dns_given = true;
+			break;
+		case O_ALLOW:
+			if (arg.nallow == NET_ALLOW_MAX - NET_DNS_MAX)
+				return log_error("at most %d --allow-net", NET_ALLOW_MAX - NET_DNS_MAX), -1;
+			if (netspec_allow(optarg, &arg.allow[arg.nallow++], msg, sizeof(msg)) < 0)
+				return log_error("%s", msg), -1;
+			break;
+		case O_PASST: arg.passt = optarg; break;
+		case O_NET_USER: arg.net_user_name = optarg; break;
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); return -1;
 		}
@@ -166,6 +216,10 @@ static int parse_argv(int argc, char **argv)
 	}
 	if (!arg.config && !arg.probe_only) {
 		log_error("--config is required (make one with oci-spec)");
+		return -1;
+	}
+	if (!arg.net_user && (arg.npublish || arg.ndns || arg.nallow)) {
+		log_error("--publish, --dns and --allow-net need --network user");
 		return -1;
 	}
 	if (arg.rm && !arg.detach) {
@@ -314,7 +368,8 @@ static int launcher_main(int argc, char **argv)
 			 .homefd = -1,
 			 .vfsd_bin = -1,
 			 .console_fd = -1,
-			 .console_pipe = -1 };
+			 .console_pipe = -1,
+			 .net = { .cgroup = -1, .qemu_end = -1, .passt = -1, .passt_bin = -1, .log.fd = -1, .egress.nl = -1 } };
 	struct outcome oc = { .status = -1 };
 	size_t config_len = 0;
 	sigset_t mask;
@@ -371,6 +426,8 @@ static int launcher_main(int argc, char **argv)
 		r = vm_prepare(&vm, &config, &config_len);
 	if (r == 0)
 		r = shares_start(&vm);
+	if (r == 0)
+		r = net_start(&vm);
 	if (r == 0)
 		r = vm_start(&vm);
 	if (r == 0 && arg.tty && (r = term_raw(STDIN_FILENO)) < 0)

@@ -318,6 +318,9 @@ static void act_send_plan(struct relay *r)
 	}
 	json_object_object_add(plan, "volumes", vols);
 	json_object_object_add(plan, "keep", json_object_new_boolean(r->keep));
+	struct json_object *net = net_plan(vm);
+	if (net)
+		json_object_object_add(plan, PLAN_NET, net);
 	json_object_object_add(plan, "tty", json_object_new_boolean(arg.tty));
 	if (arg.tty) {
 		struct winsize ws = { 0 };
@@ -1041,6 +1044,13 @@ static void on_signals(struct relay *r)
 				r->vm->qemu = -1;
 				r->vm->qemu_status = st;
 				fire(r, EV_QEMU_EXIT);
+			} else if (net_reap(r->vm, w, st, r->vm->qemu > 0 && r->state != ST_STOPPING && r->state != ST_DONE)) {
+				/* the guest's network is gone: so is the VM (a port that
+				 * cannot be published ends it while it boots) */
+				if (r->vm->qemu > 0 && r->state != ST_STOPPING && r->state != ST_DONE) {
+					r->share_failed = true;
+					fire(r, EV_SHARE_DIED);
+				}
 			} else if (shares_reap(r->vm, w, st, r->state == ST_RUNNING || r->state == ST_SIGNALLED) >= 0 &&
 				   r->vm->qemu > 0 && (r->state == ST_RUNNING || r->state == ST_SIGNALLED)) {
 				/* a daemon that dies while the VM runs fails it loudly (after
@@ -1054,7 +1064,7 @@ static void on_signals(struct relay *r)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-enum { P_SIG, P_TIMEOUT, P_DEADLINE, P_CTL, P_STDIN, P_OUT0, P_OUT1, P_CONSOLE, P_LISTEN, P_CONN };
+enum { P_SIG, P_TIMEOUT, P_DEADLINE, P_CTL, P_STDIN, P_OUT0, P_OUT1, P_CONSOLE, P_LISTEN, P_NETLOG, P_NETLINK, P_CONN };
 #define P_VFSD (P_CONN + MONITOR_CONN_MAX)
 
 static int loop(struct relay *r)
@@ -1081,6 +1091,8 @@ static int loop(struct relay *r)
 		pf[P_OUT1] = (struct pollfd){ r->pend[1].len ? r->pout[1].loop_end : -1, POLLOUT, 0 };
 		pf[P_CONSOLE] = (struct pollfd){ r->console, POLLIN, 0 };
 		pf[P_LISTEN] = (struct pollfd){ r->listen_fd, POLLIN, 0 };
+		pf[P_NETLOG] = (struct pollfd){ vm->net.log.fd, POLLIN, 0 };
+		pf[P_NETLINK] = (struct pollfd){ vm->net.egress.nl, POLLIN, 0 };
 		bool out_room = fbuf_room(&r->out) >= FRAME_HDR + GUEST_EXEC_MAX + OUT_RESERVE;
 		for (int i = 0; i < MONITOR_CONN_MAX; i++) {
 			struct conn *c = r->conns[i];
@@ -1093,7 +1105,7 @@ static int loop(struct relay *r)
 		}
 		int nv = vm->nvols < 64 ? vm->nvols : 64;
 		for (int i = 0; i < nv; i++)
-			pf[P_VFSD + i] = (struct pollfd){ vm->vols[i].log, POLLIN, 0 };
+			pf[P_VFSD + i] = (struct pollfd){ vm->vols[i].log.fd, POLLIN, 0 };
 		/* clients that connect and never ask hold a slot only so long */
 		long timeout = -1, now = now_ms();
 		for (int i = 0; i < MONITOR_CONN_MAX; i++) {
@@ -1140,9 +1152,20 @@ static int loop(struct relay *r)
 			fire(r, EV_DEADLINE);
 		if (pf[P_CONSOLE].revents)
 			drain_console(r);
+		if (pf[P_NETLOG].revents)
+			logtail_drain(&vm->net.log);
+		if (pf[P_NETLINK].revents) {
+			char why[512];
+			/* an address came to the host: the policy must know it at once */
+			if (egress_refresh(&vm->net.egress, why, sizeof(why)) < 0) {
+				log_error("%s: stopping the VM", why);
+				r->share_failed = true;
+				fire(r, EV_SHARE_DIED);
+			}
+		}
 		for (int i = 0; i < nv; i++)
 			if (pf[P_VFSD + i].revents)
-				shares_drain_log(&vm->vols[i]);
+				logtail_drain(&vm->vols[i].log);
 		if (pf[P_OUT0].revents)
 			flush_pend(r, 0);
 		if (pf[P_OUT1].revents)

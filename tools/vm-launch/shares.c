@@ -74,7 +74,7 @@ int shares_prepare(struct vm *vm)
 	}
 	for (size_t i = 0; i < n; i++) {
 		vm->vols[i].e = ents[i];
-		vm->vols[i].pinned = vm->vols[i].share_fd = vm->vols[i].tree = vm->vols[i].log = -1;
+		vm->vols[i].pinned = vm->vols[i].share_fd = vm->vols[i].tree = vm->vols[i].log.fd = -1;
 		vm->vols[i].vfsd = -1;
 	}
 	vm->nvols = (int)n;
@@ -349,17 +349,8 @@ static int vfsd_setup(void *p, char *err, size_t errlen)
 	 * an ambient capability, so it survives exec without a file
 	 * capability. So exec gains nothing (the parent-death signal holds, no
 	 * secure-exec), and no_new_privs can be set. */
-	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-		FAIL(errno, "PR_SET_KEEPCAPS");
-	if ((r = drop_to_user(c->uid, c->gid, CAP_DAC_READ_SEARCH)) < 0)
-		FAIL(-r, "drop to the VM's uid");
-	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	uint32_t bit = 1u << CAP_DAC_READ_SEARCH;
-	struct __user_cap_data_struct d[2] = { { .effective = bit, .permitted = bit, .inheritable = bit }, { 0 } };
-	if (syscall(SYS_capset, &h, d) < 0)
-		FAIL(errno, "capset");
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0) < 0)
-		FAIL(errno, "raise CAP_DAC_READ_SEARCH as an ambient capability");
+	if ((r = drop_to_user_ambient(c->uid, c->gid, CAP_DAC_READ_SEARCH)) < 0)
+		FAIL(-r, "drop to the VM's uid with CAP_DAC_READ_SEARCH alone");
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		FAIL(errno, "no_new_privs");
 	return 0;
@@ -491,8 +482,8 @@ static int start_one(struct vm *vm, struct volume *v, int idx)
 		log_error("cannot start virtiofsd for share %s: %s", v->e.tag, msg);
 		return EXIT_LAUNCH;
 	}
-	v->log = logp[0];
-	fcntl(v->log, F_SETFL, O_NONBLOCK);
+	v->log.fd = logp[0];
+	fcntl(v->log.fd, F_SETFL, O_NONBLOCK);
 	log_debug("virtiofsd pid %d serves '%s' as tag %s%s", v->vfsd, v->e.source, v->e.tag,
 		  v->e.readonly ? " (read-only)" : "");
 	return 0;
@@ -519,40 +510,40 @@ int shares_start(struct vm *vm)
 	return 0;
 }
 
-void shares_drain_log(struct volume *v)
+void logtail_drain(struct logtail *t)
 {
 	char buf[4096];
 	ssize_t n = -1;
 	/* bounded per wake: a daemon that never stops writing must not pin the loop */
-	for (int reads = 0; reads < 16 && v->log >= 0 && (n = read(v->log, buf, sizeof(buf))) != 0; reads++) {
+	for (int reads = 0; reads < 16 && t->fd >= 0 && (n = read(t->fd, buf, sizeof(buf))) != 0; reads++) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN) {
-				close(v->log);
-				v->log = -1;
+				close(t->fd);
+				t->fd = -1;
 			}
 			return;
 		}
 		/* keep the last bytes only: a guest can make the daemon log without end */
-		size_t k = (size_t)n;
-		if (k >= sizeof(v->log_tail) - 1) {
-			memcpy(v->log_tail, buf + k - (sizeof(v->log_tail) - 1), sizeof(v->log_tail) - 1);
-			v->log_len = sizeof(v->log_tail) - 1;
+		size_t k = (size_t)n, cap = sizeof(t->text) - 1;
+		if (k >= cap) {
+			memcpy(t->text, buf + k - cap, cap);
+			t->len = cap;
 		} else {
-			if (v->log_len + k > sizeof(v->log_tail) - 1) {
-				size_t drop = v->log_len + k - (sizeof(v->log_tail) - 1);
-				memmove(v->log_tail, v->log_tail + drop, v->log_len - drop);
-				v->log_len -= drop;
+			if (t->len + k > cap) {
+				size_t drop = t->len + k - cap;
+				memmove(t->text, t->text + drop, t->len - drop);
+				t->len -= drop;
 			}
-			memcpy(v->log_tail + v->log_len, buf, k);
-			v->log_len += k;
+			memcpy(t->text + t->len, buf, k);
+			t->len += k;
 		}
-		v->log_tail[v->log_len] = 0;
+		t->text[t->len] = 0;
 	}
-	if (v->log >= 0 && n == 0) {
-		close(v->log);
-		v->log = -1;
+	if (t->fd >= 0 && n == 0) {
+		close(t->fd);
+		t->fd = -1;
 	}
 }
 
@@ -562,11 +553,11 @@ int shares_reap(struct vm *vm, pid_t pid, int status, bool complain)
 		if (vm->vols[i].vfsd == pid) {
 			struct volume *v = &vm->vols[i];
 			v->vfsd = -1;
-			shares_drain_log(v);
-			sanitize_text(v->log_tail, v->log_len);
+			logtail_drain(&v->log);
+			sanitize_text(v->log.text, v->log.len);
 			if (complain && vm->qemu > 0)
 				log_error("virtiofsd for share %s ('%s') exited (status %d) while the VM ran: %s",
-					  v->e.tag, v->e.source, status, v->log_len ? v->log_tail : "(no log)");
+					  v->e.tag, v->e.source, status, v->log.len ? v->log.text : "(no log)");
 			return i;
 		}
 	return -1;
@@ -579,15 +570,15 @@ void shares_stop(struct vm *vm)
 		if (v->vfsd > 0)
 			spawn_kill(v->vfsd);
 		v->vfsd = -1;
-		if (v->log >= 0)
-			close(v->log);
+		if (v->log.fd >= 0)
+			close(v->log.fd);
 		if (v->pinned >= 0)
 			close(v->pinned);
 		if (v->share_fd >= 0)
 			close(v->share_fd);
 		if (v->tree >= 0)
 			close(v->tree);
-		v->log = v->pinned = v->share_fd = v->tree = -1;
+		v->log.fd = v->pinned = v->share_fd = v->tree = -1;
 	}
 	if (vm->sockdir >= 0)
 		close(vm->sockdir);

@@ -205,6 +205,8 @@ int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 		return r;
 	if (arg.volumes && (r = shares_prepare(vm)))
 		return r;
+	if ((r = net_prepare(vm)))
+		return r;
 	const char *why = NULL;
 	if ((r = accel_choose(vm->home, arg.qemu, vm->kernel, arg.accel, &vm->accel, &why)))
 		return r;
@@ -526,6 +528,15 @@ int vm_start(struct vm *vm)
 		add(argv, &n, "-device");
 		add(argv, &n, shareargs[i][1]);
 	}
+	const int nfd = 4; /* QEMU's end of the stream socket to passt */
+	char netdev[128];
+	if (vm->net.on) {
+		snprintf(netdev, sizeof(netdev), "stream,id=net0,server=off,addr.type=fd,addr.str=%d", nfd);
+		add(argv, &n, "-netdev");
+		add(argv, &n, netdev);
+		add(argv, &n, "-device");
+		add(argv, &n, "virtio-net-device,netdev=net0,mac=52:54:00:b0:c5:01");
+	}
 	argv[n] = NULL;
 	if (log_get_level() >= LOG_DEBUG) {
 		char line[8192];
@@ -558,14 +569,14 @@ int vm_start(struct vm *vm)
 	char runenv[4300];
 	snprintf(runenv, sizeof(runenv), "BOXKIT_RUN_DIR=%s", vm->run_dir);
 	char *envp[] = { "PATH=/", "LC_ALL=C", runenv, NULL };
-	struct spawn_fd fds[] = { { nul, 0 }, { con, 1 }, { con, 2 }, { sv[1], qfd } };
+	struct spawn_fd fds[] = { { nul, 0 }, { con, 1 }, { con, 2 }, { sv[1], qfd }, { vm->net.qemu_end, nfd } };
 	struct spawn sp = {
 		.path = qpath,
 		.exec_fd = -1,
 		.argv = argv,
 		.envp = envp,
 		.fds = fds,
-		.nfds = ARRAY_SIZE(fds),
+		.nfds = ARRAY_SIZE(fds) - (vm->net.on ? 0 : 1),
 		.ns_flags = vm->jailed ? CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET : 0,
 		.pdeathsig = SIGKILL,
 		.new_session = true,
@@ -580,6 +591,9 @@ int vm_start(struct vm *vm)
 	close(nul);
 	close(sv[1]);
 	close(con);
+	if (vm->net.qemu_end >= 0)
+		close(vm->net.qemu_end); /* QEMU's now */
+	vm->net.qemu_end = -1;
 	if (sr < 0) {
 		close(sv[0]);
 		log_error("cannot start QEMU: %s", msg);
@@ -606,6 +620,7 @@ void vm_cleanup(struct vm *vm)
 		vm->qemu = -1;
 	}
 	shares_stop(vm);
+	net_stop(vm);
 	if (vm->ctl >= 0)
 		close(vm->ctl);
 	vm->ctl = -1;
