@@ -11,6 +11,13 @@ measured in the same run.
                     cold `box run -- true` (10) in the same run, `box create`,
                     and the monitor's RSS (targets: exec <= 0.25 s and <= 1/10
                     of a cold run)
+  bench.py net      --network user (passt): iperf3 throughput host->guest and
+                    guest->host through a published port, against iperf3 over the
+                    host's loopback in the same run; request latency to a guest
+                    httpd against the same httpd on the host's loopback; the start-up
+                    time --network user adds over none; and the choice of stack:
+                    passt against QEMU's slirp, each on a bare QEMU with the same
+                    guest (an initrd with iperf3)
   bench.py compare TOP
                     cold `box run -- true` of this tree against another built
                     tree (another commit: `git worktree add`, make, make image),
@@ -302,6 +309,180 @@ def bench_exec(n=20, n_cold=10):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def iperf_tree(workdir):
+    """busybox + iperf3 (and its libraries) as a rootfs tree"""
+    t = os.path.join(workdir, "tree")
+    for sub in ("bin", "proc", "sys", "dev", "tmp", "etc", "www", "run"):
+        os.makedirs(os.path.join(t, sub), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(t, "bin/busybox"))
+    for a in ("sh", "httpd", "ip", "sleep", "cat", "echo", "mkdir"):
+        os.symlink("busybox", os.path.join(t, "bin", a))
+    ip3 = shutil.which("iperf3")
+    libs = [ip3] + re.findall(r"(/\S+) \(0x", subprocess.run(["ldd", ip3], capture_output=True, text=True).stdout)
+    for f in libs:
+        dst = os.path.join(t, f.lstrip("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy(os.path.realpath(f), dst)
+    with open(os.path.join(t, "www/index.html"), "w") as f:
+        f.write("x" * 100)
+    with open(os.path.join(t, "etc/passwd"), "w") as f:
+        f.write("root:x:0:0:root:/:/bin/sh\n")
+    return t
+
+
+def iperf(port, reverse, secs=4):
+    """bits/s received, from the host's iperf3 client to 127.0.0.1:port"""
+    cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs), "-J"] + (["-R"] if reverse else [])
+    for _ in range(3):
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode == 0:
+            return json.loads(p.stdout)["end"]["sum_received"]["bits_per_second"]
+        time.sleep(1)
+    raise RuntimeError("iperf3: " + p.stdout[-300:] + p.stderr[-300:])
+
+
+def wait_port(port, timeout=60):
+    import socket
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                c.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                if c.recv(16):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def http_latency(port, n=50):
+    import socket
+    out = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            while c.recv(65536):
+                pass
+        out.append(time.monotonic() - t0)
+    return med(out)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stack_compare(workdir, tree, kernel, runs=3):
+    """passt against slirp on a bare QEMU, the same guest: iperf3 -s behind a forwarded port"""
+    rd = os.path.join(workdir, "rd")
+    shutil.copytree(tree, rd, symlinks=True)
+    with open(os.path.join(rd, "init"), "w") as f:
+        f.write("#!/bin/sh\nmount -t proc p /proc; mount -t sysfs s /sys\nip link set lo up\n"
+                "ip addr add 10.0.2.15/24 dev eth0; ip link set eth0 mtu 65520 up 2>/dev/null || ip link set eth0 up\n"
+                "ip route add default via 10.0.2.2\nhttpd -p 8080 -h /www\nexec iperf3 -s\n")
+    os.chmod(os.path.join(rd, "init"), 0o755)
+    img = os.path.join(workdir, "rd.gz")
+    subprocess.run(f"cd {rd} && find . | cpio -o -H newc 2>/dev/null | gzip -1 > {img}", shell=True, check=True)
+    res = {}
+    for stack in ("passt", "slirp"):
+        ip, hp = free_port(), free_port()
+        base = [QEMU, "-M", "microvm,acpi=off,rtc=on", "-accel", "tcg", "-m", "256", "-nodefaults", "-no-user-config",
+                "-display", "none", "-no-reboot", "-serial", "null", "-kernel", kernel, "-initrd", img,
+                "-append", "console=ttyS0 quiet panic=-1 reboot=t"]
+        procs, fds = [], ()
+        if stack == "slirp":
+            net = ["-netdev", f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{ip}-:5201,"
+                   f"hostfwd=tcp:127.0.0.1:{hp}-:8080", "-device", "virtio-net-device,netdev=n0"]
+        else:
+            import socket
+            a, b = socket.socketpair()
+            procs.append(subprocess.Popen(["passt", "-f", "-q", "--fd", str(b.fileno()), "-4", "--no-map-gw",
+                                           "--address", "10.0.2.15", "--netmask", "24", "--gateway", "10.0.2.2",
+                                           "--mtu", "65520", "-t", f"127.0.0.1/{ip}:5201", "-t", f"127.0.0.1/{hp}:8080",
+                                           "-u", "none"], pass_fds=[b.fileno()], user="boxkit-net",
+                                          stderr=subprocess.DEVNULL))
+            b.close()
+            fds = (a.fileno(),)
+            net = ["-netdev", f"stream,id=n0,server=off,addr.type=fd,addr.str={a.fileno()}",
+                   "-device", "virtio-net-device,netdev=n0"]
+        q = subprocess.Popen(base + net, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        procs.append(q)
+        if stack == "passt":
+            a.close()
+        try:
+            if not wait_port(hp, 90):
+                raise RuntimeError(f"{stack}: the guest did not answer")
+            res[stack] = {"host_to_guest_gbit": round(med([iperf(ip, False) for _ in range(runs)]) / 1e9, 3),
+                          "guest_to_host_gbit": round(med([iperf(ip, True) for _ in range(runs)]) / 1e9, 3),
+                          "http_latency_ms": round(http_latency(hp) * 1000, 2)}
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    return res
+
+
+def bench_net(n=5, runs=3):
+    work = tempfile.mkdtemp()
+    env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home"))
+    box = os.path.join(BIN, "box")
+
+    def boxrun(args, check=True):
+        t0 = time.monotonic()
+        p = subprocess.run([box] + args, env=env, capture_output=True, text=True)
+        if check and p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            sys.exit(1)
+        return time.monotonic() - t0
+
+    none, user = [], []
+    for _ in range(n):
+        none.append(boxrun(["run", "--", "true"]))
+        user.append(boxrun(["run", "--network", "user", "--", "true"]))
+    tree = iperf_tree(work)
+    lp, lh, gp, gh = free_port(), free_port(), free_port(), free_port()
+    base = [subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(lp)], stdout=subprocess.DEVNULL),
+            subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{lh}", "-h", os.path.join(tree, "www")])]
+    try:
+        boxrun(["run", "-d", "--name", "netbench", "--network", "user", "--rootfs", tree, "-p", f"{gp}:5201",
+                "-p", f"{gh}:8080", "--", "sh", "-c", "httpd -p 8080 -h /www; exec iperf3 -s"])
+        if not wait_port(gh, 90) or not wait_port(lh, 10):
+            raise RuntimeError("the servers did not answer")
+        res = {"start_none_median_s": round(med(none), 3), "start_user_median_s": round(med(user), 3)}
+        res["start_added_s"] = round(res["start_user_median_s"] - res["start_none_median_s"], 3)
+        res["loopback_gbit"] = round(med([iperf(lp, False) for _ in range(runs)]) / 1e9, 3)
+        res["host_to_guest_gbit"] = round(med([iperf(gp, False) for _ in range(runs)]) / 1e9, 3)
+        res["guest_to_host_gbit"] = round(med([iperf(gp, True) for _ in range(runs)]) / 1e9, 3)
+        res["ratio_host_to_guest_vs_loopback"] = round(res["host_to_guest_gbit"] / res["loopback_gbit"], 4)
+        res["ratio_guest_to_host_vs_loopback"] = round(res["guest_to_host_gbit"] / res["loopback_gbit"], 4)
+        res["http_latency_loopback_ms"] = round(http_latency(lh) * 1000, 2)
+        res["http_latency_guest_ms"] = round(http_latency(gh) * 1000, 2)
+    finally:
+        boxrun(["rm", "-f", "netbench"], check=False)
+        for p in base:
+            p.kill()
+            p.wait()
+    kernel = os.path.join(TOP, "build", "kernels", "lean", "vmlinux")
+    res["stacks"] = stack_compare(work, tree, kernel, runs)
+    print(f"start-up: box run -- true {res['start_none_median_s']:.3f} s, with --network user "
+          f"{res['start_user_median_s']:.3f} s (+{res['start_added_s']:.3f} s)")
+    print(f"iperf3 (medians of {runs}): loopback {res['loopback_gbit']} Gbit/s; through passt host->guest "
+          f"{res['host_to_guest_gbit']} Gbit/s (x{res['ratio_host_to_guest_vs_loopback']}), guest->host "
+          f"{res['guest_to_host_gbit']} Gbit/s (x{res['ratio_guest_to_host_vs_loopback']})")
+    print(f"HTTP request (connect, GET 100 B, close; median of 50): loopback {res['http_latency_loopback_ms']} ms, "
+          f"guest {res['http_latency_guest_ms']} ms")
+    for k, v in res["stacks"].items():
+        print(f"bare QEMU + {k}: host->guest {v['host_to_guest_gbit']} Gbit/s, guest->host {v['guest_to_host_gbit']} "
+              f"Gbit/s, HTTP {v['http_latency_ms']} ms")
+    print(json.dumps({"bench": "net", "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_compare(other, n=10):
     work = tempfile.mkdtemp()
     trees = {"this": TOP, "other": os.path.abspath(other)}
@@ -329,4 +510,5 @@ if __name__ == "__main__":
     if what == "compare":
         bench_compare(sys.argv[2])
     else:
-        {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec}[what]()
+        {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec,
+         "net": bench_net}[what]()

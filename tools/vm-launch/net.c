@@ -185,28 +185,36 @@ static int passt_setup(void *p, char *err, size_t errlen)
 	return 0;
 }
 
-/* -t/-u specs: ADDR/HOSTPORT:GUESTPORT, comma-separated */
-static void port_spec(int proto, char *out, size_t outlen)
+/* one --tcp-ports/--udp-ports ADDR/HOSTPORT:GUESTPORT per published port
+ * (passt takes one address per option), or "none" */
+static int port_args(char **argv, int n, char (*buf)[40])
 {
-	size_t o = 0;
-	out[0] = 0;
-	for (int i = 0; i < arg.npublish && o < outlen; i++) {
+	bool tcp = false, udp = false;
+	for (int i = 0; i < arg.npublish; i++) {
 		const struct net_publish *pb = &arg.publish[i];
 		char a[16];
-		if (pb->proto != proto)
-			continue;
 		netspec_ntoa(pb->addr, a);
-		o += (size_t)snprintf(out + o, outlen - o, "%s%s/%u:%u", o ? "," : "", a, pb->host_port,
-				      pb->guest_port);
+		snprintf(buf[i], sizeof(buf[i]), "%s/%u:%u", a, pb->host_port, pb->guest_port);
+		argv[n++] = pb->proto == IPPROTO_TCP ? "--tcp-ports" : "--udp-ports";
+		argv[n++] = buf[i];
+		tcp |= pb->proto == IPPROTO_TCP;
+		udp |= pb->proto == IPPROTO_UDP;
 	}
-	if (!out[0])
-		snprintf(out, outlen, "none");
+	if (!tcp) {
+		argv[n++] = "--tcp-ports";
+		argv[n++] = "none";
+	}
+	if (!udp) {
+		argv[n++] = "--udp-ports";
+		argv[n++] = "none";
+	}
+	return n;
 }
 
 int net_start(struct vm *vm)
 {
 	struct net *n = &vm->net;
-	char msg[1024], addr[16], gw[16], prefix[8], mtu[16], tcp[4096], udp[4096];
+	char msg[1024], addr[16], gw[16], prefix[8], mtu[16], ports[NET_PUBLISH_MAX][40];
 	int sv[2], logp[2], nul[2], r;
 	if (!n->on)
 		return 0;
@@ -239,12 +247,13 @@ int net_start(struct vm *vm)
 	netspec_ntoa(NET_GATEWAY, gw);
 	snprintf(prefix, sizeof(prefix), "%d", NET_PREFIX);
 	snprintf(mtu, sizeof(mtu), "%d", NET_MTU);
-	port_spec(IPPROTO_TCP, tcp, sizeof(tcp));
-	port_spec(IPPROTO_UDP, udp, sizeof(udp));
-	char *argv[] = { "passt", "--foreground", "--quiet", "--fd", "3", "--ipv4-only", "--no-map-gw", "--no-icmp",
-			 "--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra", "--address", addr, "--netmask", prefix,
-			 "--gateway", gw, "--mtu", mtu, "--dns", "none", "--tcp-ports", tcp, "--udp-ports", udp,
-			 NULL };
+	char *argv[32 + 2 * NET_PUBLISH_MAX] = { "passt",     "--foreground", "--quiet", "--fd",	 "3",
+						 "--ipv4-only", "--no-map-gw",	"--no-icmp", "--no-dhcp",	 "--no-ndp",
+						 "--no-dhcpv6", "--no-ra",	"--address", addr,	 "--netmask",
+						 prefix,	"--gateway",	gw,	     "--mtu",		 mtu,
+						 "--dns",	"none" };
+	int na = port_args(argv, 22, ports);
+	argv[na] = NULL;
 	char runenv[4300];
 	snprintf(runenv, sizeof(runenv), "BOXKIT_RUN_DIR=%s", vm->run_dir);
 	char *envp[] = { "PATH=/", "LC_ALL=C", runenv, NULL };
@@ -266,8 +275,9 @@ int net_start(struct vm *vm)
 		n->passt = -1;
 		return log_error("cannot start the network helper (passt): %s", msg), EXIT_LAUNCH;
 	}
-	log_debug("passt pid %d: guest %s/%d via %s, tcp %s, udp %s, %d allow rule(s), %d host address(es) denied",
-		  n->passt, addr, NET_PREFIX, gw, tcp, udp, arg.nallow, n->egress.nlocal);
+	log_debug("passt pid %d: guest %s/%d via %s, %d port(s) published, %d allow rule(s), %d host address(es) "
+		  "denied",
+		  n->passt, addr, NET_PREFIX, gw, arg.npublish, arg.nallow, n->egress.nlocal);
 	return 0;
 }
 

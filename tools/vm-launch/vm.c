@@ -200,6 +200,19 @@ int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 			log_error("--config '%s' is not a JSON object", arg.config);
 			return EXIT_LAUNCH;
 		}
+		struct json_object *lx, *nss;
+		if (arg.net_user && json_object_object_get_ex(o, "linux", &lx) &&
+		    json_object_object_get_ex(lx, "namespaces", &nss) && json_object_is_type(nss, json_type_array))
+			for (size_t i = 0; i < json_object_array_length(nss); i++) {
+				struct json_object *t;
+				if (json_object_object_get_ex(json_object_array_get_idx(nss, i), "type", &t) &&
+				    !strcmp(json_object_get_string(t), "network")) {
+					log_error("--config '%s' gives the container a network namespace of its own, "
+						  "which the VM's network is not in: make it with oci-spec --network vm",
+						  arg.config);
+					return EXIT_LAUNCH;
+				}
+			}
 	}
 	if (arg.chroot_json && (r = load_chroot(vm)))
 		return r;

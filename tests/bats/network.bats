@@ -1,0 +1,191 @@
+#!/usr/bin/env bats
+# The guest's network, end to end on real VMs with real passt: none by
+# default; --network user reaches servers this file starts in a network
+# namespace of its own (a veth pair; no traffic leaves this machine), never
+# this host's own services (its loopback, its addresses, the gateway), and
+# with --allow-net only what the list names, whatever a privileged guest
+# does to its own firewall; -p publishes a guest port on the host's
+# loopback; --dns names the guest's resolver.
+load helpers
+
+# one network namespace for the file: the "outside world"
+setup_file() {
+	[ "$(id -u)" = 0 ] || return 0
+	export NS=bxnet$$ SUB=10.77.$(($$ % 200 + 20))
+	export OUT=$SUB.2 HOSTSIDE=$SUB.1 WWW=$BATS_FILE_TMPDIR/www
+	ip netns add "$NS"
+	ip link add "bxh$$" type veth peer name "bxn$$"
+	ip link set "bxn$$" netns "$NS"
+	ip addr add "$HOSTSIDE/24" dev "bxh$$"
+	ip link set "bxh$$" up
+	ip -n "$NS" addr add "$OUT/24" dev "bxn$$"
+	ip -n "$NS" link set "bxn$$" up
+	ip -n "$NS" link set lo up
+	mkdir -p "$WWW"
+	echo "outside-8000" >"$WWW/index.html"
+	# servers of the outside world: two web servers and a resolver
+	ip netns exec "$NS" python3 -m http.server 8000 --bind "$OUT" --directory "$WWW" >/dev/null 2>&1 3>&- &
+	echo $! >"$BATS_FILE_TMPDIR/pids"
+	ip netns exec "$NS" python3 -m http.server 9000 --bind "$OUT" --directory "$WWW" >/dev/null 2>&1 3>&- &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	ip netns exec "$NS" python3 "$BATS_TEST_DIRNAME/../helpers/dns-server.py" "$OUT" 53 \
+		>"$BATS_FILE_TMPDIR/dns.out" 2>"$BATS_FILE_TMPDIR/dns.log" 3>&- &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	# this host's own services: on its loopback, and on every address
+	echo "host-secret" >"$BATS_FILE_TMPDIR/secret.html"
+	export HOSTPORT=$((20000 + $$ % 10000))
+	python3 -m http.server "$HOSTPORT" --bind 0.0.0.0 --directory "$BATS_FILE_TMPDIR" >/dev/null 2>&1 3>&- &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	for _ in $(seq 100); do
+		curl -s -m 1 "http://$OUT:8000/" >/dev/null && curl -s -m 1 "http://127.0.0.1:$HOSTPORT/" >/dev/null &&
+			grep -q ready "$BATS_FILE_TMPDIR/dns.out" && break
+		sleep 0.1
+	done
+}
+
+teardown_file() {
+	[ -f "$BATS_FILE_TMPDIR/pids" ] && xargs -r kill <"$BATS_FILE_TMPDIR/pids" 2>/dev/null
+	ip link del "bxh$$" 2>/dev/null || true
+	ip netns del "bxnet$$" 2>/dev/null || true
+}
+
+setup() {
+	vm_suite_setup
+}
+
+teardown() {
+	sandboxes_teardown
+}
+
+# fetch URL: in the guest, busybox wget with a short timeout
+FETCH='wget -q -T 5 -O - "$0" 2>&1 || echo "refused: $0"'
+
+@test "the default is no network at all: no device but lo, and the options that need one are refused" {
+	run -0 --separate-stderr timeout 120 box run -- sh -c 'ls /sys/class/net; cat /etc/hostname'
+	assert_eq "$output" "lo
+boxkit"
+	run -125 --separate-stderr box run -p 8080:80 -- true
+	assert_contains "$stderr" "-p needs --network user"
+	run -125 --separate-stderr box run --network host -- true
+	assert_contains "$stderr" "--network 'host': use none or user"
+}
+
+@test "--network user: the outside world answers, by name too, with the hostname and resolver set" {
+	run -0 --separate-stderr timeout 120 box run --network user --dns "$OUT" --hostname web1 -- \
+		sh -c 'cat /etc/resolv.conf; hostname; grep web1 /etc/hosts; ip -4 -o addr show eth0; ip route;
+			wget -q -T 5 -O - http://'"$OUT"':8000/; nslookup host.example.test'
+	assert_contains "$output" "nameserver $OUT"
+	assert_contains "$output" "web1"
+	assert_contains "$output" "10.0.2.15/24"
+	assert_contains "$output" "default via 10.0.2.2 dev eth0"
+	assert_contains "$output" "outside-8000"
+	assert_contains "$output" "192.0.2.123"
+	grep -q '^host.example.test$' "$BATS_FILE_TMPDIR/dns.log"
+	# everything of the run is gone: passt, its cgroup
+	assert_eq "$(own_procs)" ""
+	cg=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+	assert_eq "$(ls "$cg/boxkit" 2>/dev/null | grep -c '\.net$' || true)" 0
+}
+
+@test "the guest never reaches this host: not its loopback through the gateway, not its addresses" {
+	# the server is up, on every address of this host
+	run -0 curl -s -m 5 "http://127.0.0.1:$HOSTPORT/secret.html"
+	assert_eq "$output" host-secret
+	run -0 curl -s -m 5 "http://$HOSTSIDE:$HOSTPORT/secret.html"
+	assert_eq "$output" host-secret
+	local targets=("http://10.0.2.2:$HOSTPORT/secret.html" "http://$HOSTSIDE:$HOSTPORT/secret.html")
+	local a
+	for a in $(ip -4 -o addr show | awk '{print $4}' | cut -d/ -f1); do
+		targets+=("http://$a:$HOSTPORT/secret.html")
+	done
+	run -0 --separate-stderr timeout 300 box run --network user -- sh -c \
+		'for u; do wget -q -T 5 -O - "$u" 2>/dev/null || echo "refused $u"; done; wget -q -T 5 -O - http://'"$OUT"':8000/' \
+		sh "${targets[@]}"
+	refute_secret() { [[ $output != *host-secret* ]] || { echo "reached this host: $output"; return 1; }; }
+	refute_secret
+	for a in "${targets[@]}"; do assert_contains "$output" "refused $a"; done
+	# and the outside world still answers in the same run
+	assert_contains "$output" "outside-8000"
+}
+
+@test "-p publishes a guest server on the host's loopback, and the sandbox stops cleanly" {
+	local hp=$((HOSTPORT + 1))
+	run -0 --separate-stderr timeout 120 box run -d --name web --network user -p "$hp:8080" -- \
+		sh -c 'mkdir -p /www && echo guest-served >/www/index.html && exec httpd -f -p 8080 -h /www'
+	local got=
+	for _ in $(seq 100); do
+		got=$(curl -s -m 2 "http://127.0.0.1:$hp/index.html") && [ -n "$got" ] && break
+		sleep 0.3
+	done
+	assert_eq "$got" guest-served
+	# loopback only: not on this host's other addresses
+	run curl -s -m 2 "http://$HOSTSIDE:$hp/index.html"
+	[ "$status" -ne 0 ]
+	run -0 timeout 60 box rm -f web
+	assert_eq "$(own_procs)" ""
+	run curl -s -m 2 "http://127.0.0.1:$hp/index.html"
+	[ "$status" -ne 0 ]
+}
+
+@test "a published port that is taken fails the run with exit 125, naming it" {
+	local hp=$((HOSTPORT + 2))
+	python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(60)' "$hp" 3>&- &
+	local holder=$!
+	sleep 0.5
+	run -125 --separate-stderr timeout 120 box run --network user -p "$hp:80" -- true
+	kill "$holder"
+	assert_contains "$stderr" "network helper"
+	assert_eq "$(own_procs)" ""
+}
+
+@test "--allow-net: only the listed address and port, and DNS to the --dns server" {
+	run -0 --separate-stderr timeout 300 box run --network user --allow-net "$OUT/32:8000" --dns "$OUT" -- \
+		sh -c 'for u; do wget -q -T 5 -O - "$u" 2>/dev/null || echo "refused $u"; done; nslookup allowed.test' \
+		sh "http://$OUT:8000/" "http://$OUT:9000/" "http://$HOSTSIDE:$HOSTPORT/secret.html"
+	assert_contains "$output" "outside-8000"
+	assert_contains "$output" "refused http://$OUT:9000/"
+	assert_contains "$output" "refused http://$HOSTSIDE:$HOSTPORT/secret.html"
+	assert_contains "$output" "192.0.2.123"
+	# a bad list entry is refused by name, before anything starts
+	run -125 --separate-stderr box run --network user --allow-net 10.0.0.1/8 -- true
+	assert_contains "$stderr" "has bits outside the /8 prefix"
+	run -125 --separate-stderr box run --network user -p 0:80 -- true
+	assert_contains "$stderr" "the host port '0' must be 1 to 65535"
+}
+
+# debian_rootfs: a Debian tree with dockerd, iptables and nft (debootstrap,
+# cached outside the clone by tools/image/debian-rootfs)
+debian_rootfs() {
+	[ -f "$TOP/build/kernels/net/vmlinux" ] || skip "net kernel not built: run 'make kernel-net'"
+	DEB=$(timeout 900 "$TOP/tools/image/debian-rootfs" bookworm docker.io iptables nftables iproute2 busybox-static) ||
+		{ echo "debian-rootfs failed"; return 1; }
+}
+
+@test "a privileged guest that flushes every rule it can see still reaches only what --allow-net lists" {
+	debian_rootfs
+	run -0 --separate-stderr timeout 600 box run --kernel net --privileged --rootfs "$DEB" --network user \
+		--allow-net "$OUT/32:8000" -- sh -c '
+		nft flush ruleset; iptables -P OUTPUT ACCEPT; iptables -F; iptables -t nat -F
+		ip route replace default via 10.0.2.2 dev eth0; grep Cap[EP] /proc/self/status
+		for u; do busybox wget -q -T 5 -O - "$u" 2>/dev/null || echo "refused $u"; done' \
+		sh "http://$OUT:8000/" "http://$OUT:9000/" "http://10.0.2.2:$HOSTPORT/secret.html"
+	assert_contains "$output" "CapEff:	000001ffffffffff"
+	assert_contains "$output" "outside-8000"
+	assert_contains "$output" "refused http://$OUT:9000/"
+	assert_contains "$output" "refused http://10.0.2.2:$HOSTPORT/secret.html"
+}
+
+@test "Docker in a microVM: dockerd in a --kernel net --privileged sandbox starts a container on its bridge" {
+	debian_rootfs
+	run -0 --separate-stderr timeout 900 box run --kernel net --privileged --rootfs "$DEB" -m 1g -- sh -c '
+		set -e
+		mount -t tmpfs -o size=512m tmpfs /var/lib/docker
+		dockerd --host unix:///run/docker.sock >/tmp/dockerd.log 2>&1 &
+		for n in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+		docker info --format "driver={{.Driver}} cgroup={{.CgroupVersion}}" || { tail -20 /tmp/dockerd.log; exit 1; }
+		mkdir -p /img/bin && cp /bin/busybox /img/bin/ && tar -C /img -c . | docker import - bb:1 >/dev/null
+		docker run --rm bb:1 /bin/busybox sh -c "echo in-docker-in-vm; /bin/busybox ip -4 -o addr show eth0"'
+	assert_contains "$output" "driver=overlay2 cgroup=2"
+	assert_contains "$output" "in-docker-in-vm"
+	assert_contains "$output" "172.17.0."
+}
