@@ -400,7 +400,7 @@ def stack_compare(workdir, tree, kernel, runs=3):
         else:
             import socket
             a, b = socket.socketpair()
-            procs.append(subprocess.Popen(["passt", "-f", "-q", "--fd", str(b.fileno()), "-4", "--no-map-gw",
+            procs.append(subprocess.Popen([os.path.join(TOP, "build", "passt", "passt"), "-f", "-q", "--fd", str(b.fileno()), "-4", "--no-map-gw",
                                            "--address", "10.0.2.15", "--netmask", "24", "--gateway", "10.0.2.2",
                                            "--mtu", "65520", "-t", f"127.0.0.1/{ip}:5201", "-t", f"127.0.0.1/{hp}:8080",
                                            "-u", "none"], pass_fds=[b.fileno()], user="boxkit-net",

@@ -60,7 +60,7 @@ static void usage(FILE *f)
 	      "  --dns IP            the guest's resolver (repeatable, at most 3; default: the\n"
 	      "                      host's, if not this host's own)\n"
 	      "  --allow-net CIDR[:PORT]  with any, the guest reaches only these (repeatable)\n"
-	      "  --passt PATH        the passt binary (default: passt in PATH)\n"
+	      "  --passt PATH        the passt binary (default: make deps's build/passt/passt)\n"
 	      "  --net-user NAME     the network helper's user (default boxkit-net)\n"
 	      "  --probe-accel       print what --accel auto picks (JSON) and exit\n"
 	      "  -v, --verbose       say what is chosen and done\n"

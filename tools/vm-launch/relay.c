@@ -1017,6 +1017,17 @@ static void read_stdin(struct relay *r)
 	}
 }
 
+/* QEMU is up and the guest is in use (not on its way out): passt ends on
+ * its own when QEMU closes the socket, so its end means something only
+ * while QEMU has not exited (not yet reaped counts as exited) */
+static bool qemu_running(const struct relay *r)
+{
+	siginfo_t si = { 0 };
+	if (r->vm->qemu <= 0 || (r->state != ST_BOOTING && r->state != ST_RUNNING && r->state != ST_SIGNALLED))
+		return false;
+	return waitid(P_PID, (id_t)r->vm->qemu, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
 static void on_signals(struct relay *r)
 {
 	struct signalfd_siginfo si;
@@ -1044,10 +1055,10 @@ static void on_signals(struct relay *r)
 				r->vm->qemu = -1;
 				r->vm->qemu_status = st;
 				fire(r, EV_QEMU_EXIT);
-			} else if (net_reap(r->vm, w, st, r->vm->qemu > 0 && r->state != ST_STOPPING && r->state != ST_DONE)) {
+			} else if (net_reap(r->vm, w, st, qemu_running(r))) {
 				/* the guest's network is gone: so is the VM (a port that
 				 * cannot be published ends it while it boots) */
-				if (r->vm->qemu > 0 && r->state != ST_STOPPING && r->state != ST_DONE) {
+				if (qemu_running(r)) {
 					r->share_failed = true;
 					fire(r, EV_SHARE_DIED);
 				}
