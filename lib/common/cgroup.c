@@ -20,13 +20,17 @@ int cgroup2_root(char *out, size_t outlen)
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
-		/* id parent major:minor root mountpoint opts... - fstype source superopts */
 		char *sep = strstr(line, " - ");
 		if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
 			continue;
+		/* id parent major:minor root mountpoint: the whole hierarchy only (a
+		 * delegated subtree's owner could move processes within it) */
 		char *save = NULL, *t = strtok_r(line, " ", &save);
-		for (int k = 0; t && k < 4; k++)
+		for (int k = 0; t && k < 3; k++)
 			t = strtok_r(NULL, " ", &save);
+		if (!t || strcmp(t, "/"))
+			continue;
+		t = strtok_r(NULL, " ", &save);
 		if (!t || strchr(t, '\\') || strlen(t) >= outlen)
 			continue; /* an escaped name: not one to trust */
 		snprintf(out, outlen, "%s", t);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """dns-server.py ADDR PORT: a tiny DNS server for the tests, on an address
 the test owns. Every A query for a name ending in .test is answered with
-192.0.2.123 (TEST-NET-1, never routed); any other query gets NXDOMAIN. It
+192.0.2.123 (TEST-NET-1, never routed), its other types with no record;
+any other name gets NXDOMAIN. It
 prints "ready" once it listens and logs each name it was asked to stderr."""
 import socket
 import struct
@@ -26,7 +27,9 @@ def reply(q):
     name = ".".join(labels).lower()
     print(name, file=sys.stderr, flush=True)
     ok = name.endswith(".test") and qtype == 1
-    hdr = struct.pack(">HHHHHH", tid, 0x8180 if ok else 0x8183, 1, 1 if ok else 0, 0, 0)
+    # a .test name has an A record and nothing else (NODATA); others do not exist
+    rcode = 0 if name.endswith(".test") else 3
+    hdr = struct.pack(">HHHHHH", tid, 0x8180 | rcode, 1, 1 if ok else 0, 0, 0)
     ans = b""
     if ok:
         ans = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ANSWER

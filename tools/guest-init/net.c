@@ -111,22 +111,24 @@ int gnet_up(struct json_object *net, char *err, size_t errlen)
 	return 0;
 }
 
-/* write name (beneath the rootfs, symlinks resolved inside it) */
-static int put(int rootfd, const char *name, const char *text, char *err, size_t errlen)
+/* Replace etc/<name> in the container's rootfs with a new regular file:
+ * /etc is resolved inside the rootfs (a symlink there stays in it); what
+ * the image has at the name (a symlink, a FIFO, a device) is removed, never
+ * opened or followed. */
+static int put(int etcfd, const char *name, const char *text, char *err, size_t errlen)
 {
-	struct open_how how = { .flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY,
-				.mode = 0644,
-				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV };
-	int fd = (int)syscall(SYS_openat2, rootfd, name, &how, sizeof(how));
+	if (unlinkat(etcfd, name, 0) < 0 && errno != ENOENT)
+		FAIL("remove /etc/%s in the container", name);
+	int fd = openat(etcfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
 	if (fd < 0)
-		FAIL("create /%s in the container", name);
+		FAIL("create /etc/%s in the container", name);
 	size_t n = strlen(text);
 	ssize_t w = write(fd, text, n);
 	int e = errno;
 	close(fd);
 	if (w != (ssize_t)n) {
 		errno = w < 0 ? e : EIO;
-		FAIL("write /%s in the container", name);
+		FAIL("write /etc/%s in the container", name);
 	}
 	return 0;
 }
@@ -141,15 +143,20 @@ int gnet_files(int rootfd, struct json_object *net, const char *hostname, char *
 	/* an image without /etc gets one */
 	if (mkdirat(rootfd, "etc", 0755) < 0 && errno != EEXIST)
 		FAIL("create /etc in the container");
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV };
+	int etc = (int)syscall(SYS_openat2, rootfd, "etc", &how, sizeof(how));
+	if (etc < 0)
+		FAIL("open /etc in the container");
 	snprintf(hosts, sizeof(hosts), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
 		 a ? a : "127.0.1.1", hostname);
 	char line[300];
 	snprintf(line, sizeof(line), "%s\n", hostname);
-	if ((r = put(rootfd, "etc/hostname", line, err, errlen)) < 0 ||
-	    (r = put(rootfd, "etc/hosts", hosts, err, errlen)) < 0)
+	if ((r = put(etc, "hostname", line, err, errlen)) < 0 || (r = put(etc, "hosts", hosts, err, errlen)) < 0 ||
+	    !net) {
+		close(etc);
 		return r;
-	if (!net)
-		return 0;
+	}
 	struct json_object *dns;
 	size_t o = 0;
 	if (json_object_object_get_ex(net, PLAN_NET_DNS, &dns) && json_object_is_type(dns, json_type_array))
@@ -159,5 +166,7 @@ int gnet_files(int rootfd, struct json_object *net, const char *hostname, char *
 			if (d && inet_pton(AF_INET, d, &x) == 1 && o < sizeof(resolv))
 				o += (size_t)snprintf(resolv + o, sizeof(resolv) - o, "nameserver %s\n", d);
 		}
-	return put(rootfd, "etc/resolv.conf", resolv, err, errlen);
+	r = put(etc, "resolv.conf", resolv, err, errlen);
+	close(etc);
+	return r;
 }

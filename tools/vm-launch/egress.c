@@ -13,9 +13,14 @@
  *     host's interfaces (a snapshot, refreshed whenever an address appears:
  *     egress_refresh on an RTM_NEWADDR), or link-local 169.254.0.0/16 (cloud
  *     metadata services live there);
- *   - it is multicast, reserved or broadcast (224.0.0.0/3);
+ *   - it is multicast, reserved or broadcast (224.0.0.0/3), or in the
+ *     guest's own subnet (10.0.2.0/24: its "gateway" is passt itself, and
+ *     passt would send traffic for it out through the host's routes);
  *   - --allow-net was given and no entry covers it (address and port).
- * connect6 and sendmsg6 refuse everything: the guest's network is IPv4.
+ * connect6, sendmsg6 and bind6 refuse everything: the guest's network is
+ * IPv4. bind4 allows the published ports, port 0 and the ephemeral range
+ * only: passt binds each UDP flow's socket to the guest's source port, which
+ * would let the guest choose which of this host's ports passt takes.
  * Accepted connections (published ports) are not connections the helper
  * makes, so -p works whatever the policy.
  *
@@ -40,7 +45,9 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
-#define MAX_INSNS 4096
+#define MAX_INSNS 16384
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const struct {
 	uint32_t net, mask;
@@ -49,6 +56,7 @@ static const struct {
 	{ 0x7f000000, 0xff000000 }, /* 127.0.0.0/8 */
 	{ 0xa9fe0000, 0xffff0000 }, /* 169.254.0.0/16 */
 	{ 0xe0000000, 0xe0000000 }, /* 224.0.0.0/3 */
+	{ NET_GATEWAY & NET_MASK, NET_MASK }, /* the guest's own subnet: its gateway is passt, nothing real */
 };
 
 struct prog {
@@ -120,6 +128,43 @@ static int build_v4(struct prog *p, const uint32_t *local, int nlocal, const str
 	return 0;
 }
 
+/* bind4: a published port (its address, or any), port 0, or a port of the
+ * ephemeral range (32768 up: the kernel's own to hand out, where no
+ * service of this host listens); any other bind is refused. passt binds
+ * each UDP flow's socket to the guest's own source port, on every address:
+ * without this the guest would pick which of this host's ports passt takes
+ * (a service's own, or 5353, 1900, 5355 and their multicast). */
+#define EPHEMERAL_MIN 32768
+static void build_bind(struct prog *p, const struct net_publish *pub, int npub)
+{
+	int keep[NET_PUBLISH_MAX + 2], nk = 0;
+	p->n = 0;
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0));
+	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sock_addr, user_ip4), 0));
+	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 2, 0, 0, 32));
+	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 3, 6, offsetof(struct bpf_sock_addr, user_port), 0));
+	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 3, 0, 0, 16));
+	keep[nk++] = p->n;
+	emit(p, INSN(BPF_JMP32 | BPF_JEQ | BPF_K, 3, 0, 0, 0));
+	keep[nk++] = p->n;
+	emit(p, INSN(BPF_JMP32 | BPF_JGE | BPF_K, 3, 0, 0, EPHEMERAL_MIN));
+	for (int i = 0; i < npub; i++) {
+		/* if (port == host_port && (addr == any || addr == pub addr)) keep */
+		emit(p, INSN(BPF_JMP32 | BPF_JNE | BPF_K, 3, 0, pub[i].addr ? 2 : 1, pub[i].host_port));
+		if (pub[i].addr)
+			emit(p, INSN(BPF_JMP32 | BPF_JNE | BPF_K, 2, 0, 1, (int32_t)pub[i].addr));
+		keep[nk++] = p->n;
+		emit(p, INSN(BPF_JMP | BPF_JA, 0, 0, 0, 0));
+	}
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0));
+	emit(p, INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+	int at = p->n;
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1));
+	emit(p, INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+	for (int i = 0; i < nk; i++)
+		p->in[keep[i]].off = (int16_t)(at - keep[i] - 1);
+}
+
 static void build_deny(struct prog *p)
 {
 	p->n = 0;
@@ -162,9 +207,11 @@ static int load(const struct prog *p, enum bpf_attach_type type, char *err, size
 }
 
 static const enum bpf_attach_type hooks[EGRESS_HOOKS] = { BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
-							  BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP6_SENDMSG };
+							  BPF_CGROUP_INET4_BIND,    BPF_CGROUP_INET6_CONNECT,
+							  BPF_CGROUP_UDP6_SENDMSG,  BPF_CGROUP_INET6_BIND };
 
-/* the IPv4 addresses of the host's interfaces, host order */
+/* the IPv4 addresses of the host's interfaces, host order; -E2BIG beyond
+ * max (fail closed: an address left out would be reachable) */
 static int host_addrs(uint32_t *out, int max)
 {
 	struct ifaddrs *ifa = NULL;
@@ -172,8 +219,13 @@ static int host_addrs(uint32_t *out, int max)
 	if (getifaddrs(&ifa) < 0)
 		return -errno;
 	for (struct ifaddrs *i = ifa; i; i = i->ifa_next)
-		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && n < max)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET) {
+			if (n == max) {
+				freeifaddrs(ifa);
+				return -E2BIG;
+			}
 			out[n++] = ntohl(((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr.s_addr);
+		}
 	freeifaddrs(ifa);
 	return n;
 }
@@ -181,19 +233,23 @@ static int host_addrs(uint32_t *out, int max)
 static int attach_all(struct egress *e, char *err, size_t errlen)
 {
 	static struct prog p;
-	uint32_t local[EGRESS_LOCAL_MAX];
+	static uint32_t local[EGRESS_LOCAL_MAX];
 	int nlocal = host_addrs(local, EGRESS_LOCAL_MAX), r;
 	if (nlocal < 0) {
-		snprintf(err, errlen, "cannot list the host's addresses: %s", strerror(-nlocal));
+		snprintf(err, errlen, "cannot list the host's addresses: %s",
+			 nlocal == -E2BIG ? "more than " STR(EGRESS_LOCAL_MAX) " (refusing to leave any out)"
+					  : strerror(-nlocal));
 		return nlocal;
 	}
 	for (int h = 0; h < EGRESS_HOOKS; h++) {
-		if (h < 2) {
+		if (hooks[h] == BPF_CGROUP_INET4_CONNECT || hooks[h] == BPF_CGROUP_UDP4_SENDMSG) {
 			if ((r = build_v4(&p, local, nlocal, e->allow, e->nallow)) < 0) {
 				snprintf(err, errlen, "the egress policy is too large (%d rules)", e->nallow);
 				return r;
 			}
-		} else
+		} else if (hooks[h] == BPF_CGROUP_INET4_BIND)
+			build_bind(&p, e->publish, e->npublish);
+		else
 			build_deny(&p);
 		int fd = load(&p, hooks[h], err, errlen);
 		if (fd < 0)

@@ -54,15 +54,23 @@ struct volume {
 };
 
 
+/* the guest's side of --network user: a private subnet of its own */
+#define NET_GUEST_ADDR 0x0a00020fu /* 10.0.2.15 */
+#define NET_GATEWAY 0x0a000202u	   /* 10.0.2.2: passt, never the host */
+#define NET_PREFIX 24
+#define NET_MASK (~0u << (32 - NET_PREFIX))
+
 /* egress.c: the policy on the network helper's cgroup */
-#define EGRESS_HOOKS 4
-#define EGRESS_LOCAL_MAX 256
+#define EGRESS_HOOKS 6
+#define EGRESS_LOCAL_MAX 4096
 struct egress {
 	int cgroup; /* the cgroup's directory */
 	int prog[EGRESS_HOOKS];
 	int nl; /* netlink: the host's addresses changed */
 	const struct net_allow *allow;
 	int nallow, nlocal;
+	const struct net_publish *publish;
+	int npublish;
 };
 int egress_attach(struct egress *e, int cgroup, char *err, size_t errlen);
 int egress_refresh(struct egress *e, char *err, size_t errlen);

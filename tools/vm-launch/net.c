@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -44,12 +45,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-/* the guest's side: a private subnet of its own */
-#define NET_GUEST_ADDR 0x0a00020fu /* 10.0.2.15 */
-#define NET_GATEWAY 0x0a000202u	   /* 10.0.2.2: passt, never the host */
-#define NET_PREFIX 24
 #define NET_MTU 65520
-#define NET_NOFILE 65536
+#define NET_NOFILE 4096 /* connections at once; bounds what the guest can make it hold */
 #define NET_USER "boxkit-net"
 
 /* the host's resolvers (IPv4, not this host's own) as the guest's default */
@@ -107,13 +104,14 @@ int net_prepare(struct vm *vm)
 		log_error("'%s' is not a regular file of root's that only root can write", path);
 		return EXIT_LAUNCH;
 	}
-	if (!arg.ndns)
+	/* the host's resolvers, unless an allow-list is given: they would not
+	 * be on it (name them with --dns, which allows them on port 53) */
+	if (!arg.ndns && !arg.nallow)
 		host_resolvers(vm);
 	/* with an allow-list, a resolver named with --dns is reachable on port 53 */
 	if (arg.nallow)
 		for (int i = 0; i < arg.ndns && arg.nallow < NET_ALLOW_MAX; i++)
-			if (arg.dns_given)
-				arg.allow[arg.nallow++] = (struct net_allow){ arg.dns[i], ~0u, 53 };
+			arg.allow[arg.nallow++] = (struct net_allow){ arg.dns[i], ~0u, 53 };
 	/* the cgroup: recorded first, then made */
 	snprintf(n->cgroup_name, sizeof(n->cgroup_name), "%s.net", vm->run_id);
 	if ((r = run_add(vm->homefd, vm->run_id, RUN_CGROUPS, n->cgroup_name)) < 0)
@@ -175,6 +173,36 @@ static int passt_setup(void *p, char *err, size_t errlen)
 	return 0;
 }
 
+/* Last before exec, on top of passt's own filter (which allows socket,
+ * connect, bind and sendto with any arguments): sockets of IPv4, IPv6 (its
+ * hooks refuse everything) and netlink (passt reads routes at start) only,
+ * TCP and UDP only. So a compromised passt reaches no UNIX socket (abstract
+ * ones included: the cgroup hooks do not see them), no ping, SCTP, MPTCP or
+ * UDP-Lite socket. Everything else is passt's own filter's business. */
+static int passt_final(void *p, char *err, size_t errlen)
+{
+	static const int refused_proto[] = { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_UDPLITE, IPPROTO_MPTCP,
+					     IPPROTO_RAW };
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int r = ctx ? 0 : -ENOMEM;
+	(void)p;
+	for (int f = 0; f < AF_MAX && r == 0; f++)
+		if (f != AF_INET && f != AF_INET6 && f != AF_NETLINK)
+			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+					     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)f));
+	for (size_t i = 0; i < ARRAY_SIZE(refused_proto) && r == 0; i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPROTONOSUPPORT), SCMP_SYS(socket), 1,
+				     SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)refused_proto[i]));
+	/* a raw or packet socket needs CAP_NET_RAW, which it does not have */
+	if (r == 0)
+		r = seccomp_load(ctx);
+	if (ctx)
+		seccomp_release(ctx);
+	if (r < 0)
+		FAIL(-r, "the network helper's seccomp filter");
+	return 0;
+}
+
 /* one --tcp-ports/--udp-ports ADDR/HOSTPORT:GUESTPORT per published port
  * (passt takes one address per option), or "none" */
 static int port_args(char **argv, int n, char (*buf)[40])
@@ -211,6 +239,8 @@ int net_start(struct vm *vm)
 	/* the policy first: passt never runs without it */
 	n->egress.allow = arg.allow;
 	n->egress.nallow = arg.nallow;
+	n->egress.publish = arg.publish;
+	n->egress.npublish = arg.npublish;
 	if ((r = egress_attach(&n->egress, n->cgroup, msg, sizeof(msg))) < 0)
 		return log_error("%s; no VM was started", msg), EXIT_LAUNCH;
 	cleanup_close int procs = openat(n->cgroup, "cgroup.procs", O_WRONLY | O_CLOEXEC);
@@ -259,6 +289,7 @@ int net_start(struct vm *vm)
 			    .pdeathsig = SIGKILL,
 			    .new_session = true,
 			    .setup = passt_setup,
+			    .final = passt_final,
 			    .forked = passt_forked,
 			    .ctx = &ctx };
 	if (spawn_run(&sp, &n->passt, msg, sizeof(msg)) < 0) {
