@@ -151,6 +151,46 @@ boxkit"
 	assert_contains "$stderr" "the host port '0' must be 1 to 65535"
 }
 
+@test "the guest cannot make the network helper hold a port of this host (UDP from a port it picks)" {
+	# a receiver in the outside world, and a rootfs with a sender that picks its source port
+	ip netns exec "$NS" python3 -c 'import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],9999))
+while True:
+    d,a=s.recvfrom(100); open(sys.argv[2],"a").write("%s %d\n" % (d.decode(),a[1]))' "$OUT" "$BATS_TEST_TMPDIR/got" 3>&- &
+	local rx=$! lp
+	mkdir -p "$BATS_TEST_TMPDIR/tree/bin"
+	cp /bin/busybox "$TEST_HELPERS/udp-send" "$BATS_TEST_TMPDIR/tree/bin/"
+	ln -s busybox "$BATS_TEST_TMPDIR/tree/bin/sh"
+	# a port below the ephemeral range that nothing of this host holds now
+	lp=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("0.0.0.0",0)); print(s.getsockname()[1] % 20000 + 2000)')
+	run -0 --separate-stderr timeout 120 box create --name u1 --network user --rootfs "$BATS_TEST_TMPDIR/tree"
+	run -0 --separate-stderr timeout 60 box exec u1 udp-send 45000 "$OUT" 9999 ephemeral
+	run -0 --separate-stderr timeout 60 box exec u1 udp-send "$lp" "$OUT" 9999 chosen
+	for _ in $(seq 50); do grep -q ephemeral "$BATS_TEST_TMPDIR/got" 2>/dev/null && break; sleep 0.1; done
+	kill "$rx"
+	# the datagram from an ephemeral port went out; the chosen port is still this host's to take
+	grep -q '^ephemeral ' "$BATS_TEST_TMPDIR/got"
+	run -0 python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("0.0.0.0",int(sys.argv[1]))); print("bound")' "$lp"
+	assert_eq "$output" bound
+	run -0 timeout 60 box rm -f u1
+}
+
+@test "an address this host gains while a sandbox runs is refused to the guest at once" {
+	run -0 --separate-stderr timeout 120 box create --name r1 --network user
+	local newaddr=$SUB.9
+	run -0 --separate-stderr timeout 60 box exec r1 sh -c "$GET" sh "$newaddr:$HOSTPORT/secret.html"
+	assert_contains "$output" "refused" # not this host's yet: nothing there
+	ip addr add "$newaddr/32" dev "bxh$$"
+	# this host serves it now
+	run -0 curl -s -m 5 "http://$newaddr:$HOSTPORT/secret.html"
+	assert_eq "$output" host-secret
+	sleep 1
+	run -0 --separate-stderr timeout 60 box exec r1 sh -c "$GET" sh "$newaddr:$HOSTPORT/secret.html"
+	ip addr del "$newaddr/32" dev "bxh$$"
+	assert_eq "$output" "refused $newaddr:$HOSTPORT/secret.html"
+	run -0 timeout 60 box rm -f r1
+}
+
 # debian_rootfs: a Debian tree with dockerd, iptables and nft (debootstrap,
 # cached outside the clone by tools/image/debian-rootfs)
 debian_rootfs() {

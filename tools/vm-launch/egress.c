@@ -52,10 +52,10 @@
 static const struct {
 	uint32_t net, mask;
 } always_denied[] = {
-	{ 0x00000000, 0xff000000 }, /* 0.0.0.0/8: "this host" */
-	{ 0x7f000000, 0xff000000 }, /* 127.0.0.0/8 */
-	{ 0xa9fe0000, 0xffff0000 }, /* 169.254.0.0/16 */
-	{ 0xe0000000, 0xe0000000 }, /* 224.0.0.0/3 */
+	{ 0x00000000, 0xff000000 },	      /* 0.0.0.0/8: "this host" */
+	{ 0x7f000000, 0xff000000 },	      /* 127.0.0.0/8 */
+	{ 0xa9fe0000, 0xffff0000 },	      /* 169.254.0.0/16 */
+	{ 0xe0000000, 0xe0000000 },	      /* 224.0.0.0/3 */
 	{ NET_GATEWAY & NET_MASK, NET_MASK }, /* the guest's own subnet: its gateway is passt, nothing real */
 };
 

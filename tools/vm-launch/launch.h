@@ -53,7 +53,6 @@ struct volume {
 	struct logtail log; /* virtiofsd's stderr */
 };
 
-
 /* the guest's side of --network user: a private subnet of its own */
 #define NET_GUEST_ADDR 0x0a00020fu /* 10.0.2.15 */
 #define NET_GATEWAY 0x0a000202u	   /* 10.0.2.2: passt, never the host */

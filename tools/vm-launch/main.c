@@ -360,16 +360,18 @@ static int open_run(struct vm *vm)
 static int launcher_main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *config = NULL;
-	struct vm vm = { .ctl = -1,
-			 .ready_fd = -1,
-			 .qemu = -1,
-			 .sockdir = -1,
-			 .volfd = -1,
-			 .homefd = -1,
-			 .vfsd_bin = -1,
-			 .console_fd = -1,
-			 .console_pipe = -1,
-			 .net = { .cgroup = -1, .qemu_end = -1, .passt = -1, .passt_bin = -1, .log.fd = -1, .egress.nl = -1 } };
+	struct vm vm = {
+		.ctl = -1,
+		.ready_fd = -1,
+		.qemu = -1,
+		.sockdir = -1,
+		.volfd = -1,
+		.homefd = -1,
+		.vfsd_bin = -1,
+		.console_fd = -1,
+		.console_pipe = -1,
+		.net = { .cgroup = -1, .qemu_end = -1, .passt = -1, .passt_bin = -1, .log.fd = -1, .egress.nl = -1 }
+	};
 	struct outcome oc = { .status = -1 };
 	size_t config_len = 0;
 	sigset_t mask;

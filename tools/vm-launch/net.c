@@ -34,8 +34,8 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <pwd.h>
-#include <seccomp.h>
 #include <sched.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -181,8 +181,8 @@ static int passt_setup(void *p, char *err, size_t errlen)
  * UDP-Lite socket. Everything else is passt's own filter's business. */
 static int passt_final(void *p, char *err, size_t errlen)
 {
-	static const int refused_proto[] = { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_UDPLITE, IPPROTO_MPTCP,
-					     IPPROTO_RAW };
+	static const int refused_proto[] = { IPPROTO_ICMP,    IPPROTO_ICMPV6, IPPROTO_SCTP,
+					     IPPROTO_UDPLITE, IPPROTO_MPTCP,  IPPROTO_RAW };
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
 	int r = ctx ? 0 : -ENOMEM;
 	(void)p;
@@ -267,10 +267,10 @@ int net_start(struct vm *vm)
 	netspec_ntoa(NET_GATEWAY, gw);
 	snprintf(prefix, sizeof(prefix), "%d", NET_PREFIX);
 	snprintf(mtu, sizeof(mtu), "%d", NET_MTU);
-	char *argv[32 + 2 * NET_PUBLISH_MAX] = { "passt",     "--foreground", "--quiet", "--fd",	 "3",
-						 "--ipv4-only", "--no-map-gw",	"--no-icmp", "--no-dhcp",	 "--no-ndp",
-						 "--no-dhcpv6", "--no-ra",	"--address", addr,	 "--netmask",
-						 prefix,	"--gateway",	gw,	     "--mtu",		 mtu,
+	char *argv[32 + 2 * NET_PUBLISH_MAX] = { "passt",	"--foreground", "--quiet",   "--fd",	  "3",
+						 "--ipv4-only", "--no-map-gw",	"--no-icmp", "--no-dhcp", "--no-ndp",
+						 "--no-dhcpv6", "--no-ra",	"--address", addr,	  "--netmask",
+						 prefix,	"--gateway",	gw,	     "--mtu",	  mtu,
 						 "--dns",	"none" };
 	int na = port_args(argv, 22, ports);
 	argv[na] = NULL;

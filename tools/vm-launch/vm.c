@@ -207,9 +207,10 @@ int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 				struct json_object *t;
 				if (json_object_object_get_ex(json_object_array_get_idx(nss, i), "type", &t) &&
 				    !strcmp(json_object_get_string(t), "network")) {
-					log_error("--config '%s' gives the container a network namespace of its own, "
-						  "which the VM's network is not in: make it with oci-spec --network vm",
-						  arg.config);
+					log_error(
+						"--config '%s' gives the container a network namespace of its own, "
+						"which the VM's network is not in: make it with oci-spec --network vm",
+						arg.config);
 					return EXIT_LAUNCH;
 				}
 			}

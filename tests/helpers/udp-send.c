@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/* udp-send SRCPORT ADDR PORT TEXT: one UDP datagram from SRCPORT (a port the
+ * sender chooses) to ADDR:PORT. Static: it runs in the guest, on a rootfs
+ * with no C library. Exit 0 when sent. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	if (argc != 5) {
+		fprintf(stderr, "usage: udp-send SRCPORT ADDR PORT TEXT\n");
+		return 2;
+	}
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in src = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])) };
+	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3])) };
+	if (s < 0 || inet_pton(AF_INET, argv[2], &dst.sin_addr) != 1 ||
+	    bind(s, (struct sockaddr *)&src, sizeof(src)) < 0 ||
+	    sendto(s, argv[4], strlen(argv[4]), 0, (struct sockaddr *)&dst, sizeof(dst)) < 0) {
+		perror("udp-send");
+		return 1;
+	}
+	close(s);
+	return 0;
+}
