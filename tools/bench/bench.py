@@ -382,7 +382,8 @@ def stack_compare(workdir, tree, kernel, runs=3):
     rd = os.path.join(workdir, "rd")
     shutil.copytree(tree, rd, symlinks=True)
     with open(os.path.join(rd, "init"), "w") as f:
-        f.write("#!/bin/sh\nmount -t proc p /proc; mount -t sysfs s /sys\nip link set lo up\n"
+        f.write("#!/bin/sh\nm() { /bin/busybox mount \"$@\"; }\nm -t proc p /proc; m -t sysfs s /sys; "
+                "m -t devtmpfs d /dev\nm -t tmpfs t /tmp\nip link set lo up\n"
                 "ip addr add 10.0.2.15/24 dev eth0; ip link set eth0 mtu 65520 up 2>/dev/null || ip link set eth0 up\n"
                 "ip route add default via 10.0.2.2\nhttpd -p 8080 -h /www\nexec iperf3 -s\n")
     os.chmod(os.path.join(rd, "init"), 0o755)
@@ -392,7 +393,8 @@ def stack_compare(workdir, tree, kernel, runs=3):
     for stack in ("passt", "slirp"):
         ip, hp = free_port(), free_port()
         base = [QEMU, "-M", "microvm,acpi=off,rtc=on", "-accel", "tcg", "-m", "256", "-nodefaults", "-no-user-config",
-                "-display", "none", "-no-reboot", "-serial", "null", "-kernel", kernel, "-initrd", img,
+                "-display", "none", "-no-reboot", "-serial", "file:" + os.path.join(workdir, stack + ".console"),
+                "-kernel", kernel, "-initrd", img,
                 "-append", "console=ttyS0 quiet panic=-1 reboot=t"]
         procs, fds = [], ()
         if stack == "slirp":
