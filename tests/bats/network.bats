@@ -11,13 +11,13 @@ load helpers
 # one network namespace for the file: the "outside world"
 setup_file() {
 	[ "$(id -u)" = 0 ] || return 0
-	export NS=bxnet$$ SUB=10.77.$(($$ % 200 + 20))
+	export NS=bxnet$$ VETH=bxh$$ SUB=10.77.$(($$ % 200 + 20))
 	export OUT=$SUB.2 HOSTSIDE=$SUB.1 WWW=$BATS_FILE_TMPDIR/www
 	ip netns add "$NS"
-	ip link add "bxh$$" type veth peer name "bxn$$"
+	ip link add "$VETH" type veth peer name "bxn$$"
 	ip link set "bxn$$" netns "$NS"
-	ip addr add "$HOSTSIDE/24" dev "bxh$$"
-	ip link set "bxh$$" up
+	ip addr add "$HOSTSIDE/24" dev "$VETH"
+	ip link set "$VETH" up
 	ip -n "$NS" addr add "$OUT/24" dev "bxn$$"
 	ip -n "$NS" link set "bxn$$" up
 	ip -n "$NS" link set lo up
@@ -45,8 +45,9 @@ setup_file() {
 
 teardown_file() {
 	[ -f "$BATS_FILE_TMPDIR/pids" ] && xargs -r kill <"$BATS_FILE_TMPDIR/pids" 2>/dev/null
-	ip link del "bxh$$" 2>/dev/null || true
-	ip netns del "bxnet$$" 2>/dev/null || true
+	[ -n "${VETH:-}" ] && ip link del "$VETH" 2>/dev/null
+	[ -n "${NS:-}" ] && ip netns del "$NS" 2>/dev/null
+	true
 }
 
 setup() {
@@ -187,13 +188,13 @@ while True:
 	local newaddr=$SUB.9
 	run -0 --separate-stderr timeout 60 box exec r1 sh -c "$GET" sh "$newaddr:$HOSTPORT/secret.html"
 	assert_contains "$output" "refused" # not this host's yet: nothing there
-	ip addr add "$newaddr/32" dev "bxh$$"
+	ip addr add "$newaddr/32" dev "$VETH"
 	# this host serves it now
 	run -0 curl -s -m 5 "http://$newaddr:$HOSTPORT/secret.html"
 	assert_eq "$output" host-secret
 	sleep 1
 	run -0 --separate-stderr timeout 60 box exec r1 sh -c "$GET" sh "$newaddr:$HOSTPORT/secret.html"
-	ip addr del "$newaddr/32" dev "bxh$$"
+	ip addr del "$newaddr/32" dev "$VETH"
 	assert_eq "$output" "refused $newaddr:$HOSTPORT/secret.html"
 	run -0 timeout 60 box rm -f r1
 }

@@ -72,6 +72,17 @@ static void emit(struct prog *p, struct bpf_insn i)
 }
 #define INSN(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
 
+/* r6 = ctx; w2 = the address, w3 = the port, both in host order (user_ip4
+ * and user_port hold them in network order) */
+static void load_dest(struct prog *p)
+{
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0));
+	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sock_addr, user_ip4), 0));
+	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 2, 0, 0, 32));
+	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 3, 6, offsetof(struct bpf_sock_addr, user_port), 0));
+	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 3, 0, 0, 16));
+}
+
 /* w4 = w2 & mask (the destination under the rule's mask) */
 static void match(struct prog *p, uint32_t mask)
 {
@@ -84,11 +95,7 @@ static int build_v4(struct prog *p, const uint32_t *local, int nlocal, const str
 {
 	int deny_jumps[MAX_INSNS], nd = 0, allow_jumps[NET_ALLOW_MAX + 1], na = 0;
 	p->n = 0;
-	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0));
-	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sock_addr, user_ip4), 0));
-	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 2, 0, 0, 32));
-	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 3, 6, offsetof(struct bpf_sock_addr, user_port), 0));
-	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 3, 0, 0, 16));
+	load_dest(p);
 	for (size_t i = 0; i < ARRAY_SIZE(always_denied); i++) {
 		match(p, always_denied[i].mask);
 		deny_jumps[nd++] = p->n;
@@ -139,11 +146,7 @@ static void build_bind(struct prog *p, const struct net_publish *pub, int npub)
 {
 	int keep[NET_PUBLISH_MAX + 2], nk = 0;
 	p->n = 0;
-	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0));
-	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 6, offsetof(struct bpf_sock_addr, user_ip4), 0));
-	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 2, 0, 0, 32));
-	emit(p, INSN(BPF_LDX | BPF_W | BPF_MEM, 3, 6, offsetof(struct bpf_sock_addr, user_port), 0));
-	emit(p, INSN(BPF_ALU | BPF_END | BPF_TO_BE, 3, 0, 0, 16));
+	load_dest(p);
 	keep[nk++] = p->n;
 	emit(p, INSN(BPF_JMP32 | BPF_JEQ | BPF_K, 3, 0, 0, 0));
 	keep[nk++] = p->n;
