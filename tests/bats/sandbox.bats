@@ -252,8 +252,8 @@ read-only"
 	[ "$mem" -gt 400000 ] && [ "$mem" -le 524288 ]
 	run -125 --separate-stderr box exec -u 0 s6 id
 	assert_contains "$stderr" "-u is not supported"
-	run -125 --separate-stderr box run --publish 80:80 -- true
-	assert_contains "$stderr" "unknown option '--publish'"
+	run -125 --separate-stderr box run --gpus all -- true
+	assert_contains "$stderr" "unknown option '--gpus'"
 	run -125 --separate-stderr box create --cpus 1.5
 	assert_contains "$stderr" "whole CPUs"
 	run -125 --separate-stderr box create --memory 12q
