@@ -18,9 +18,10 @@
  *     passt would send traffic for it out through the host's routes);
  *   - --allow-net was given and no entry covers it (address and port).
  * connect6, sendmsg6 and bind6 refuse everything: the guest's network is
- * IPv4. bind4 allows the published ports, port 0 and the ephemeral range
- * only: passt binds each UDP flow's socket to the guest's source port, which
- * would let the guest choose which of this host's ports passt takes.
+ * IPv4. bind4 allows the published ports, and port 0 and the ephemeral
+ * range without SO_REUSEADDR, only: passt binds each UDP flow's socket to
+ * the guest's source port, which would let the guest choose which of this
+ * host's ports passt takes or shares.
  * Accepted connections (published ports) are not connections the helper
  * makes, so -p works whatever the policy.
  *
@@ -135,21 +136,22 @@ static int build_v4(struct prog *p, const uint32_t *local, int nlocal, const str
 	return 0;
 }
 
-/* bind4: a published port (its address, or any), port 0, or a port of the
- * ephemeral range (32768 up: the kernel's own to hand out, where no
- * service of this host listens); any other bind is refused. passt binds
- * each UDP flow's socket to the guest's own source port, on every address:
- * without this the guest would pick which of this host's ports passt takes
- * (a service's own, or 5353, 1900, 5355 and their multicast). */
+/* bind4: a published port (its address, or any) as asked; port 0 or a
+ * port of the ephemeral range (32768 up: the kernel's own to hand out)
+ * without SO_REUSEADDR; any other bind is refused. passt binds each UDP
+ * flow's socket to the guest's own source port, on every address, with
+ * SO_REUSEADDR: without this the guest would pick which of this host's
+ * ports passt takes (a service's own, or 5353, 1900, 5355 and their
+ * multicast), or share one with a service that also set SO_REUSEADDR. */
 #define EPHEMERAL_MIN 32768
 static void build_bind(struct prog *p, const struct net_publish *pub, int npub)
 {
-	int keep[NET_PUBLISH_MAX + 2], nk = 0;
+	int keep[NET_PUBLISH_MAX], nk = 0, plain[2], np = 0;
 	p->n = 0;
 	load_dest(p);
-	keep[nk++] = p->n;
+	plain[np++] = p->n;
 	emit(p, INSN(BPF_JMP32 | BPF_JEQ | BPF_K, 3, 0, 0, 0));
-	keep[nk++] = p->n;
+	plain[np++] = p->n;
 	emit(p, INSN(BPF_JMP32 | BPF_JGE | BPF_K, 3, 0, 0, EPHEMERAL_MIN));
 	for (int i = 0; i < npub; i++) {
 		/* if (port == host_port && (addr == any || addr == pub addr)) keep */
@@ -159,13 +161,27 @@ static void build_bind(struct prog *p, const struct net_publish *pub, int npub)
 		keep[nk++] = p->n;
 		emit(p, INSN(BPF_JMP | BPF_JA, 0, 0, 0, 0));
 	}
+	/* refused */
 	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0));
 	emit(p, INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+	/* port 0 or ephemeral: setsockopt(SOL_SOCKET, SO_REUSEADDR, 0) first */
+	int plain_at = p->n;
+	emit(p, INSN(BPF_ST | BPF_W | BPF_MEM, 10, 0, -4, 0));
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, 1, 6, 0, 0));
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, 2, 0, 0, SOL_SOCKET));
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, 3, 0, 0, SO_REUSEADDR));
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_X, 4, 10, 0, 0));
+	emit(p, INSN(BPF_ALU64 | BPF_ADD | BPF_K, 4, 0, 0, -4));
+	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, 5, 0, 0, 4));
+	emit(p, INSN(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_setsockopt));
+	/* allowed */
 	int at = p->n;
 	emit(p, INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1));
 	emit(p, INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
 	for (int i = 0; i < nk; i++)
 		p->in[keep[i]].off = (int16_t)(at - keep[i] - 1);
+	for (int i = 0; i < np; i++)
+		p->in[plain[i]].off = (int16_t)(plain_at - plain[i] - 1);
 }
 
 static void build_deny(struct prog *p)

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -190,6 +191,16 @@ static int parse_argv(int argc, char **argv)
 				return log_error("at most %d --publish", NET_PUBLISH_MAX), -1;
 			if (netspec_publish(optarg, &arg.publish[arg.npublish++], msg, sizeof(msg)) < 0)
 				return log_error("%s", msg), -1;
+			/* passt answers each UDP client through a socket it connect()s to
+			 * the client, which the egress policy must refuse for this host's
+			 * own addresses (and for what --allow-net leaves out): refused by
+			 * name rather than published and silently dropped */
+			if (arg.publish[arg.npublish - 1].proto == IPPROTO_UDP)
+				return log_error(
+					       "--publish '%s': UDP ports cannot be published yet (passt answers each "
+					       "UDP client through a connection the egress policy refuses); TCP can",
+					       optarg),
+				       -1;
 			break;
 		case O_DNS:
 			if (arg.ndns == NET_DNS_MAX)

@@ -31,7 +31,9 @@
 #include "spawn.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <pwd.h>
 #include <sched.h>
@@ -62,6 +64,62 @@ static void host_resolvers(struct vm *vm)
 			arg.dns[arg.ndns++] = ip;
 	}
 	(void)vm;
+}
+
+/* true when path's real location, every directory above it, and the files
+ * of <its directory>/lib and its .avx2 twin are root's and writable by no
+ * one else (else why says which is not) */
+static bool owned_by_root(const char *p, bool dir, char *why, size_t whylen)
+{
+	struct stat st;
+	if (lstat(p, &st) < 0)
+		return errno == ENOENT && !dir; /* an optional file that is not there */
+	if (st.st_uid != 0 || ((st.st_mode & 022) && !S_ISLNK(st.st_mode))) {
+		snprintf(why, whylen, "'%s' is not root's alone", p);
+		return false;
+	}
+	return true;
+}
+
+static bool trusted_tree(const char *path, char *why, size_t whylen)
+{
+	char real[PATH_MAX], p[PATH_MAX + 16];
+	if (!realpath(path, real)) {
+		snprintf(why, whylen, "cannot resolve it: %s", strerror(errno));
+		return false;
+	}
+	snprintf(p, sizeof(p), "%s", real);
+	for (char *s = strrchr(p, '/'); s; s = strrchr(p, '/')) {
+		*s = 0;
+		if (!owned_by_root(p[0] ? p : "/", true, why, whylen))
+			return false;
+		if (!p[0])
+			break;
+	}
+	snprintf(p, sizeof(p), "%s.avx2", real);
+	if (!owned_by_root(p, false, why, whylen))
+		return false;
+	snprintf(p, sizeof(p), "%s", real);
+	*strrchr(p, '/') = 0;
+	strcat(p, "/lib");
+	cleanup_close int d = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (d < 0)
+		return true; /* the system's own libraries (a system passt) */
+	if (!owned_by_root(p, true, why, whylen))
+		return false;
+	DIR *ds = fdopendir(dup(d));
+	struct dirent *e;
+	bool ok = ds != NULL;
+	while (ok && (e = readdir(ds))) {
+		char f[PATH_MAX + 300];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", p, e->d_name);
+		ok = owned_by_root(f, false, why, whylen);
+	}
+	if (ds)
+		closedir(ds);
+	return ok;
 }
 
 int net_prepare(struct vm *vm)
@@ -102,6 +160,14 @@ int net_prepare(struct vm *vm)
 		return log_sys(errno, "cannot open the network helper '%s'", path), EXIT_LAUNCH;
 	if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022)) {
 		log_error("'%s' is not a regular file of root's that only root can write", path);
+		return EXIT_LAUNCH;
+	}
+	/* what the loader reads by name at the exec (the interpreter and the
+	 * libraries make deps put beside it, its .avx2 twin): root's, in
+	 * directories only root can write, up to / */
+	char why[PATH_MAX + 64];
+	if (!trusted_tree(path, why, sizeof(why))) {
+		log_error("the network helper '%s' is not safe to run as root's helper: %s", path, why);
 		return EXIT_LAUNCH;
 	}
 	/* the host's resolvers, unless an allow-list is given: they would not
@@ -174,26 +240,50 @@ static int passt_setup(void *p, char *err, size_t errlen)
 }
 
 /* Last before exec, on top of passt's own filter (which allows socket,
- * connect, bind and sendto with any arguments): sockets of IPv4, IPv6 (its
- * hooks refuse everything) and netlink (passt reads routes at start) only,
- * TCP and UDP only. So a compromised passt reaches no UNIX socket (abstract
- * ones included: the cgroup hooks do not see them), no ping, SCTP, MPTCP or
- * UDP-Lite socket. Everything else is passt's own filter's business. */
+ * connect, bind and sendto with any arguments): socket() only for what
+ * passt uses, an allow-list written as its complement (the rest of passt's
+ * calls are its own filter's business): AF_INET and AF_INET6 (whose hooks
+ * refuse everything) of type SOCK_STREAM or SOCK_DGRAM with protocol 0, TCP
+ * or UDP, and AF_NETLINK with NETLINK_ROUTE, raw or datagram (passt reads
+ * routes at start).
+ * So a compromised passt reaches no UNIX socket (abstract ones included: the
+ * cgroup hooks do not see them), no ping, SCTP, DCCP, MPTCP or UDP-Lite
+ * socket, no sock_diag. The arguments are ints: a register with any upper
+ * bit set is refused, so the upper half cannot smuggle another value past. */
 static int passt_final(void *p, char *err, size_t errlen)
 {
-	static const int refused_proto[] = { IPPROTO_ICMP,    IPPROTO_ICMPV6, IPPROTO_SCTP,
-					     IPPROTO_UDPLITE, IPPROTO_MPTCP,  IPPROTO_RAW };
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	const uint32_t nofam = SCMP_ACT_ERRNO(EAFNOSUPPORT), noproto = SCMP_ACT_ERRNO(EPROTONOSUPPORT);
 	int r = ctx ? 0 : -ENOMEM;
 	(void)p;
-	for (int f = 0; f < AF_MAX && r == 0; f++)
+	/* the arguments are ints: a value with any of the upper 32 bits set is
+	 * refused outright, so the comparisons below see what the kernel sees
+	 */
+	for (unsigned a = 0; a < 3 && r == 0; a++) {
+		struct scmp_arg_cmp hi = { a, SCMP_CMP_GT, 0xffffffffULL, 0 };
+		r = seccomp_rule_add_array(ctx, nofam, SCMP_SYS(socket), 1, &hi);
+	}
+	/* families: every number up to 255 but the three, and anything above */
+	for (int f = 0; f < 256 && r == 0; f++)
 		if (f != AF_INET && f != AF_INET6 && f != AF_NETLINK)
-			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-					     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)f));
-	for (size_t i = 0; i < ARRAY_SIZE(refused_proto) && r == 0; i++)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPROTONOSUPPORT), SCMP_SYS(socket), 1,
-				     SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)refused_proto[i]));
-	/* a raw or packet socket needs CAP_NET_RAW, which it does not have */
+			r = seccomp_rule_add(ctx, nofam, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)f));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, nofam, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GT, 255));
+	/* types (the low 4 bits; the rest are SOCK_NONBLOCK and SOCK_CLOEXEC) */
+	for (uint32_t t = 0; t < 16 && r == 0; t++)
+		if (t != SOCK_STREAM && t != SOCK_DGRAM && t != SOCK_RAW)
+			r = seccomp_rule_add(ctx, noproto, SCMP_SYS(socket), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, t));
+	/* SOCK_RAW stays for netlink: a raw IP socket needs CAP_NET_RAW, which
+	 * passt does not have (a rule on both arguments, "raw and not netlink",
+	 * made libseccomp 2.5.4 refuse AF_INET stream sockets too) */
+	/* protocols: 0, TCP and UDP (NETLINK_ROUTE is 0) */
+	for (uint32_t pr = 1; pr <= IPPROTO_UDP && r == 0; pr++)
+		if (pr != IPPROTO_TCP && pr != IPPROTO_UDP)
+			r = seccomp_rule_add(ctx, noproto, SCMP_SYS(socket), 1, SCMP_A2(SCMP_CMP_EQ, pr));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, noproto, SCMP_SYS(socket), 1, SCMP_A2(SCMP_CMP_GT, IPPROTO_UDP));
+	/* netlink: NETLINK_ROUTE only (0, which the rules above leave), so
+	 * NETLINK_USERSOCK (2)... are caught there too */
 	if (r == 0)
 		r = seccomp_load(ctx);
 	if (ctx)
