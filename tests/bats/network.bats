@@ -157,6 +157,8 @@ boxkit"
 	assert_contains "$stderr" "has bits outside the /8 prefix"
 	run -125 --separate-stderr box run --network user -p 0:80 -- true
 	assert_contains "$stderr" "the host port '0' must be 1 to 65535"
+	run -125 --separate-stderr box run --network user -p 5353:53/udp -- true
+	assert_contains "$stderr" "UDP ports cannot be published yet"
 }
 
 @test "the guest cannot make the network helper hold a port of this host (UDP from a port it picks)" {
@@ -180,6 +182,25 @@ while True:
 	grep -q '^ephemeral ' "$BATS_TEST_TMPDIR/got"
 	run -0 python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("0.0.0.0",int(sys.argv[1]))); print("bound")' "$lp"
 	assert_eq "$output" bound
+	# a port of the ephemeral range that a service of this host holds with
+	# SO_REUSEADDR: passt must not share it (bind4 clears the option)
+	python3 -c 'import socket,sys,time
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind(("0.0.0.0",0)); open(sys.argv[1],"w").write(str(s.getsockname()[1])); time.sleep(120)' "$BATS_TEST_TMPDIR/svc" 3>&- &
+	local svc=$! sp free pid
+	wait_for "$BATS_TEST_TMPDIR/svc" 50
+	sp=$(cat "$BATS_TEST_TMPDIR/svc")
+	free=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
+	run -0 --separate-stderr timeout 60 box exec u1 udp-send "$sp" "$OUT" 9999 shared
+	run -0 --separate-stderr timeout 60 box exec u1 udp-send "$free" "$OUT" 9999 free
+	pid=$(run_pid passt)
+	# passt took the free port (so it has handled both datagrams, in order)...
+	for _ in $(seq 50); do ss -uanp "sport = :$free" | grep -q "pid=$pid," && break; sleep 0.1; done
+	ss -uanp "sport = :$free" | grep -q "pid=$pid,"
+	# ...and not the service's
+	run ss -uanp "sport = :$sp"
+	kill "$svc"
+	[[ $output != *"pid=$pid,"* ]] || { echo "passt shares the service's port $sp: $output"; return 1; }
 	run -0 timeout 60 box rm -f u1
 }
 
