@@ -430,7 +430,7 @@ def stack_compare(workdir, tree, kernel, runs=3):
     return res
 
 
-def bench_net(n=5, runs=3):
+def bench_net(n=7, runs=3):
     work = tempfile.mkdtemp()
     env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home"))
     box = os.path.join(BIN, "box")
