@@ -146,7 +146,7 @@ static int build_v4(struct prog *p, const uint32_t *local, int nlocal, const str
 #define EPHEMERAL_MIN 32768
 static void build_bind(struct prog *p, const struct net_publish *pub, int npub)
 {
-	int keep[NET_PUBLISH_MAX], nk = 0, plain[2], np = 0;
+	int keep[NET_PUBLISH_MAX] = { 0 }, nk = 0, plain[2] = { 0 }, np = 0;
 	p->n = 0;
 	load_dest(p);
 	plain[np++] = p->n;
