@@ -52,12 +52,18 @@ static struct {
 	size_t len;
 	unsigned long dropped;
 	bool writing;
+	bool started;
 } as = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static void *async_writer(void *unused)
 {
 	static char out[ASYNC_CAP];
 	(void)unused;
+	/* running: glibc has finished starting this thread (see log_async) */
+	pthread_mutex_lock(&as.mu);
+	as.started = true;
+	pthread_cond_broadcast(&as.cv);
+	pthread_mutex_unlock(&as.mu);
 	for (;;) {
 		pthread_mutex_lock(&as.mu);
 		while (!as.len)
@@ -102,6 +108,15 @@ int log_async(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0)
 		return -r;
+	/* Wait until the thread runs. Until then glibc marks it as being
+	 * created, and a child cloned meanwhile with the raw clone syscall
+	 * (spawn.c: namespaces) inherits that mark: its first setresuid or
+	 * setgroups waits forever for a thread that never starts in the child,
+	 * wedging the launcher (seen under load). */
+	pthread_mutex_lock(&as.mu);
+	while (!as.started)
+		pthread_cond_wait(&as.cv, &as.mu);
+	pthread_mutex_unlock(&as.mu);
 	as.on = true;
 	return 0;
 }

@@ -245,3 +245,11 @@ swap_sub_run() {
 	! grep -q '^outside .* ok' "$r"
 	! grep -q '^hostroot .* ok' "$r"
 }
+
+@test "the launcher is never wedged by its log thread: a child cloned before that thread first ran still changes its uid" {
+	# one CPU, SCHED_FIFO: the log writer thread cannot run before the
+	# clone unless log_async waits for it (glibc marks a thread that has not
+	# started; a raw-cloned child's setresuid then waits for it forever)
+	command -v chrt >/dev/null && command -v taskset >/dev/null || skip "needs chrt and taskset (util-linux)"
+	run -0 timeout 30 taskset -c 0 chrt -f 10 "$TEST_HELPERS/clone-setxid"
+}
