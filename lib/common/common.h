@@ -185,6 +185,9 @@ static inline void json_putp(struct json_object **o)
 /* ---- atomic file install ---- */
 /* Write data to dirfd/name atomically: temp file in the same directory,
  * write, fsync, fchmod(mode), renameat. Unlinks the temp on failure. */
+/* A regular file of at most max bytes, whole, NUL-terminated (*out is
+ * malloc'd); -EINVAL when it is not a regular file, -EFBIG when larger. */
+int read_small_file(const char *path, size_t max, char **out, size_t *len);
 int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 
 /* ---- processes ---- */

@@ -280,3 +280,39 @@ int sys_mount_setattr(int dfd, const char *path, unsigned flags, struct mount_at
 {
 	return (int)syscall(SYS_mount_setattr, dfd, path, flags, a, sizeof(*a));
 }
+
+int read_small_file(const char *path, size_t max, char **out, size_t *len)
+{
+	/* O_NONBLOCK: a FIFO put where a file is expected must not block the
+	 * open; fstat then refuses it */
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if ((size_t)st.st_size > max)
+		return -EFBIG;
+	char *b = malloc((size_t)st.st_size + 1);
+	if (!b)
+		return -ENOMEM;
+	size_t n = 0;
+	while (n < (size_t)st.st_size) {
+		ssize_t k = read(fd, b + n, (size_t)st.st_size - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			free(b);
+			return -errno;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
+	}
+	b[n] = 0;
+	*out = b;
+	*len = n;
+	return 0;
+}

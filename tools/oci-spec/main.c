@@ -4,6 +4,7 @@
  * default seccomp profile, and bind mounts for volspec-parse's volumes. */
 #include "common.h"
 #include "guest-abi.h"
+#include "imgcfg.h"
 #include "vol.h"
 
 #include <ctype.h>
@@ -36,6 +37,10 @@ static struct {
 	const char *env[MAX_LIST];
 	int nenv;
 	unsigned uid, gid;
+	const char *user; /* as given: resolved in build() */
+	const char *image_config, *passwd, *group;
+	const char *entrypoint; /* --entrypoint: replaces the image's (and its Cmd) */
+	bool serve;		/* --serve: no command, even from the image */
 	const char *hostname;
 	bool terminal;
 	const char *mounts_from;
@@ -45,7 +50,7 @@ static struct {
 	bool init;
 	char **argv;
 	int argc;
-} arg = { .rootfs = "rootfs", .cwd = "/", .hostname = "boxkit", .seccomp = true };
+} arg = { .rootfs = "rootfs", .hostname = "boxkit", .seccomp = true };
 
 static void usage(FILE *f)
 {
@@ -61,7 +66,16 @@ static void usage(FILE *f)
 	      "  --readonly-rootfs   root.readonly\n"
 	      "  --cwd DIR           working directory (default /)\n"
 	      "  --env K=V           environment (repeatable)\n"
-	      "  --user UID[:GID]    numeric user (default 0:0)\n"
+	      "  --user USER[:GROUP] user and group: numbers, or names with --passwd/--group\n"
+	      "                      (default 0:0, or the image's User)\n"
+	      "  --image-config FILE an OCI image config blob: its Entrypoint and Cmd, Env\n"
+	      "                      (--env wins), WorkingDir, User, as Docker applies them\n"
+	      "  --passwd FILE       the image's /etc/passwd, to resolve user names (and HOME)\n"
+	      "  --group FILE        the image's /etc/group, for group names and supplementary\n"
+	      "                      groups\n"
+	      "  --entrypoint CMD    replace the image's Entrypoint (and its Cmd); '' for none\n"
+	      "  --serve             with --init: a sandbox's init that only serves execs, even\n"
+	      "                      when the image has a command\n"
 	      "  --hostname NAME     hostname (default boxkit)\n"
 	      "  --network MODE      none (default: a network namespace of its own, empty) or\n"
 	      "                      vm: the VM's own network (vm-launch --network user)\n"
@@ -80,7 +94,7 @@ static void usage(FILE *f)
 	      f);
 }
 
-static int parse_user(const char *s)
+static int parse_numeric_user(const char *s)
 {
 	char *end;
 	unsigned long u, g;
@@ -131,7 +145,12 @@ static int parse_argv(int argc, char **argv)
 		O_SECCOMP,
 		O_OUT,
 		O_BUNDLE,
-		O_INIT
+		O_INIT,
+		O_IMGCFG,
+		O_PASSWD,
+		O_GROUP,
+		O_ENTRY,
+		O_SERVE
 	};
 	static const struct option opts[] = {
 		{ "cap-add", required_argument, NULL, O_ADD },
@@ -150,6 +169,11 @@ static int parse_argv(int argc, char **argv)
 		{ "output", required_argument, NULL, O_OUT },
 		{ "bundle", required_argument, NULL, O_BUNDLE },
 		{ "init", no_argument, NULL, O_INIT },
+		{ "image-config", required_argument, NULL, O_IMGCFG },
+		{ "passwd", required_argument, NULL, O_PASSWD },
+		{ "group", required_argument, NULL, O_GROUP },
+		{ "entrypoint", required_argument, NULL, O_ENTRY },
+		{ "serve", no_argument, NULL, O_SERVE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -197,11 +221,23 @@ static int parse_argv(int argc, char **argv)
 			break;
 		}
 		case O_USER:
-			if (parse_user(optarg) < 0) {
-				log_error("--user '%s' must be UID or UID:GID (numbers)", optarg);
+			if (!*optarg || strlen(optarg) > 512 || strchr(optarg, '\n')) {
+				log_error("--user '%s' must be USER[:GROUP]", optarg);
 				return -1;
 			}
+			arg.user = optarg;
 			break;
+		case O_IMGCFG: arg.image_config = optarg; break;
+		case O_PASSWD: arg.passwd = optarg; break;
+		case O_GROUP: arg.group = optarg; break;
+		case O_ENTRY:
+			if (strlen(optarg) > 4096) {
+				log_error("--entrypoint is longer than 4096 bytes");
+				return -1;
+			}
+			arg.entrypoint = optarg;
+			break;
+		case O_SERVE: arg.serve = true; break;
 		case O_NETWORK:
 			if (strcmp(optarg, "none") && strcmp(optarg, "vm")) {
 				log_error("--network '%s': use none or vm", optarg);
@@ -239,8 +275,17 @@ static int parse_argv(int argc, char **argv)
 		log_error("--output and --bundle cannot be used together");
 		return -1;
 	}
-	if (optind == argc && !arg.init) {
+	if (arg.serve && (!arg.init || optind < argc)) {
+		log_error("--serve needs --init and no command");
+		return -1;
+	}
+	/* the command may come from the image (checked once it is read) */
+	if (optind == argc && !arg.init && !arg.image_config) {
 		log_error("no command given: oci-spec [OPTIONS] -- CMD [ARG...]");
+		return -1;
+	}
+	if (argc - optind > IMGCFG_MAX_LIST) {
+		log_error("more than %u arguments", IMGCFG_MAX_LIST);
 		return -1;
 	}
 	arg.argv = argv + optind;
@@ -569,11 +614,145 @@ static struct json_object *device_rule(bool allow, const char *type, long major,
 	return d;
 }
 
+/* ---- the process: the command line, the image, the accounts ---------------------- */
+
+struct proc_plan {
+	struct imgcfg img;
+	char *passwd, *group;
+	size_t plen, glen;
+	const char *args[2 * IMGCFG_MAX_LIST + 2];
+	size_t nargs;
+	const char *env[IMGCFG_MAX_LIST + MAX_LIST + 4];
+	size_t nenv;
+	const char *cwd;
+	struct user_ids ids;
+	char home_env[300];
+};
+
+static void proc_plan_free(struct proc_plan *p)
+{
+	imgcfg_free(&p->img);
+	free(p->passwd);
+	free(p->group);
+}
+
+static int read_input(const char *what, const char *path, size_t max, char **out, size_t *len)
+{
+	int r = read_small_file(path, max, out, len);
+	if (r == -EFBIG) {
+		log_error("%s '%s' is larger than %zu bytes", what, path, max);
+		return EXIT_REFUSED;
+	}
+	if (r == -EINVAL) {
+		log_error("%s '%s' is not a regular file", what, path);
+		return EXIT_REFUSED;
+	}
+	if (r < 0)
+		return log_sys(r, "cannot read %s '%s'", what, path);
+	return 0;
+}
+
+static bool env_has(const char *const *v, size_t n, const char *entry)
+{
+	size_t k = strcspn(entry, "=");
+	for (size_t i = 0; i < n; i++)
+		if (!strncmp(v[i], entry, k) && v[i][k] == '=')
+			return true;
+	return false;
+}
+
+static int plan_process(struct proc_plan *p)
+{
+	char err[256];
+	int r;
+	if (arg.image_config) {
+		cleanup_free char *buf = NULL;
+		size_t len;
+		if ((r = read_input("--image-config", arg.image_config, IMGCFG_MAX_BYTES, &buf, &len)))
+			return r;
+		r = imgcfg_parse(buf, len, &p->img, err, sizeof(err));
+		if (r == -ENOMEM)
+			return log_sys(r, "out of memory");
+		if (r < 0) {
+			log_error("image config '%s': %s", arg.image_config, err);
+			return EXIT_REFUSED;
+		}
+	}
+	if (arg.passwd && (r = read_input("--passwd", arg.passwd, IMGCFG_ACCOUNTS_MAX, &p->passwd, &p->plen)))
+		return r;
+	if (arg.group && (r = read_input("--group", arg.group, IMGCFG_ACCOUNTS_MAX, &p->group, &p->glen)))
+		return r;
+
+	/* the user: --user, else the image's */
+	const char *spec = arg.user ? arg.user : p->img.user;
+	if (spec && (arg.passwd || arg.group)) {
+		if (userspec_resolve(spec, p->passwd, p->plen, p->group, p->glen, &p->ids, err, sizeof(err)) < 0) {
+			log_error("%s: %s", arg.user ? "--user" : "the image's User", err);
+			return EXIT_REFUSED;
+		}
+	} else if (spec) {
+		if (parse_numeric_user(spec) < 0) {
+			log_error("user '%s': names need the image's accounts (--passwd, --group); else UID[:GID] "
+				  "numbers",
+				  spec);
+			return EXIT_REFUSED;
+		}
+		p->ids.uid = arg.uid;
+		p->ids.gid = arg.gid;
+	}
+
+	/* the command: Docker's rules. --entrypoint replaces the image's
+	 * Entrypoint and drops its Cmd; a command given here replaces Cmd. */
+	if (!arg.serve) {
+		if (arg.entrypoint && *arg.entrypoint)
+			p->args[p->nargs++] = arg.entrypoint;
+		for (size_t i = 0; !arg.entrypoint && i < p->img.nentrypoint; i++)
+			p->args[p->nargs++] = p->img.entrypoint[i];
+		for (int i = 0; i < arg.argc; i++)
+			p->args[p->nargs++] = arg.argv[i];
+		for (size_t i = 0; !arg.argc && !arg.entrypoint && i < p->img.ncmd; i++)
+			p->args[p->nargs++] = p->img.cmd[i];
+		if (!p->nargs && arg.image_config) {
+			log_error(arg.entrypoint ? "no command given (--entrypoint '' leaves none)"
+						 : "no command given, and the image has neither Entrypoint nor Cmd");
+			return EXIT_REFUSED;
+		}
+		if (!p->nargs && !arg.init) {
+			log_error("no command given (--entrypoint '' leaves none)");
+			return EXIT_REFUSED;
+		}
+	}
+
+	/* the environment: PATH unless one is given, the image's (an --env of
+	 * the same name wins), ours, HOME from the accounts unless given */
+	bool have_path = env_has((const char *const *)p->img.env, p->img.nenv, "PATH=") ||
+			 env_has(arg.env, (size_t)arg.nenv, "PATH=");
+	if (!have_path)
+		p->env[p->nenv++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	if (arg.terminal)
+		p->env[p->nenv++] = "TERM=xterm";
+	for (size_t i = 0; i < p->img.nenv; i++)
+		if (!env_has(arg.env, (size_t)arg.nenv, p->img.env[i]))
+			p->env[p->nenv++] = p->img.env[i];
+	for (int i = 0; i < arg.nenv; i++)
+		p->env[p->nenv++] = arg.env[i];
+	if (p->ids.home[0] && !env_has(p->env, p->nenv, "HOME=")) {
+		snprintf(p->home_env, sizeof(p->home_env), "HOME=%s", p->ids.home);
+		p->env[p->nenv++] = p->home_env;
+	}
+	p->cwd = arg.cwd ? arg.cwd : p->img.workdir ? p->img.workdir : "/";
+	return 0;
+}
+
 static int build(struct json_object **out)
 {
 	uint64_t caps;
 	if (final_caps(&caps) < 0)
 		return EXIT_REFUSED;
+	__attribute__((cleanup(proc_plan_free))) struct proc_plan plan = { 0 };
+	int pr = plan_process(&plan);
+	if (pr)
+		return pr;
 	bool privileged_shape = arg.privileged || (caps & (1ull << CAP_SYS_ADMIN));
 
 	struct json_object *c = json_object_new_object();
@@ -586,30 +765,27 @@ static int build(struct json_object **out)
 
 	json_object_object_add(c, "ociVersion", json_object_new_string("1.0.2"));
 	json_object_object_add(proc, "terminal", json_object_new_boolean(arg.terminal));
-	json_object_object_add(user, "uid", json_object_new_int64(arg.uid));
-	json_object_object_add(user, "gid", json_object_new_int64(arg.gid));
+	json_object_object_add(user, "uid", json_object_new_int64(plan.ids.uid));
+	json_object_object_add(user, "gid", json_object_new_int64(plan.ids.gid));
+	if (plan.ids.nextra) {
+		struct json_object *extra = json_object_new_array();
+		for (size_t i = 0; i < plan.ids.nextra; i++)
+			json_object_array_add(extra, json_object_new_int64(plan.ids.extra[i]));
+		json_object_object_add(user, "additionalGids", extra);
+	}
 	json_object_object_add(proc, "user", user);
 	if (arg.init) {
 		json_object_array_add(args, json_object_new_string(CONTAINER_INIT));
 		json_object_array_add(
-			args, json_object_new_string(arg.argc ? CONTAINER_INIT_WORKLOAD : CONTAINER_INIT_SERVE));
+			args, json_object_new_string(plan.nargs ? CONTAINER_INIT_WORKLOAD : CONTAINER_INIT_SERVE));
 	}
-	for (int i = 0; i < arg.argc; i++)
-		json_object_array_add(args, json_object_new_string(arg.argv[i]));
+	for (size_t i = 0; i < plan.nargs; i++)
+		json_object_array_add(args, json_object_new_string(plan.args[i]));
 	json_object_object_add(proc, "args", args);
-	bool have_path = false;
-	for (int i = 0; i < arg.nenv; i++)
-		have_path |= !strncmp(arg.env[i], "PATH=", 5);
-	if (!have_path)
-		json_object_array_add(
-			env,
-			json_object_new_string("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
-	if (arg.terminal)
-		json_object_array_add(env, json_object_new_string("TERM=xterm"));
-	for (int i = 0; i < arg.nenv; i++)
-		json_object_array_add(env, json_object_new_string(arg.env[i]));
+	for (size_t i = 0; i < plan.nenv; i++)
+		json_object_array_add(env, json_object_new_string(plan.env[i]));
 	json_object_object_add(proc, "env", env);
-	json_object_object_add(proc, "cwd", json_object_new_string(arg.cwd));
+	json_object_object_add(proc, "cwd", json_object_new_string(plan.cwd));
 	const char *sets[] = { "bounding", "effective", "permitted" };
 	for (size_t i = 0; i < ARRAY_SIZE(sets); i++) {
 		struct json_object *a = caps_array(caps);

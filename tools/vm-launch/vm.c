@@ -57,32 +57,6 @@ int artifact_path(const char *envvar, const char *sub, const char *name, char *o
 	return -ENOENT;
 }
 
-static int read_file(const char *path, size_t max, char **out, size_t *len)
-{
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	struct stat st;
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	if ((size_t)st.st_size > max)
-		return -EFBIG;
-	char *b = malloc((size_t)st.st_size + 1);
-	if (!b)
-		return -ENOMEM;
-	ssize_t n = read(fd, b, (size_t)st.st_size);
-	if (n < 0) {
-		free(b);
-		return -errno;
-	}
-	b[n] = 0;
-	*out = b;
-	*len = (size_t)n;
-	return 0;
-}
-
 static int json_str_into(struct json_object *o, const char *key, char *out, size_t outlen)
 {
 	struct json_object *v;
@@ -96,7 +70,7 @@ static int load_chroot(struct vm *vm)
 {
 	cleanup_free char *text = NULL;
 	size_t len;
-	int r = read_file(arg.chroot_json, 65536, &text, &len);
+	int r = read_small_file(arg.chroot_json, 65536, &text, &len);
 	if (r < 0)
 		return log_error("cannot read --chroot '%s': %s", arg.chroot_json, strerror(-r)), EXIT_LAUNCH;
 	cleanup_json struct json_object *o = json_tokener_parse(text);
@@ -189,7 +163,7 @@ int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 	if ((r = resolve_file("rootfs image", arg.rootfs, "BOXKIT_IMAGE_DIR", "images", "rootfs.ext4",
 			      "build it with 'make image'", vm->rootfs, sizeof(vm->rootfs))))
 		return r;
-	r = read_file(arg.config, 1 << 20, config, config_len);
+	r = read_small_file(arg.config, 1 << 20, config, config_len);
 	if (r < 0) {
 		log_error("cannot read --config '%s': %s", arg.config, strerror(-r));
 		return EXIT_LAUNCH;
