@@ -205,7 +205,8 @@ caps() {
 	run -2 --separate-stderr oci-spec --env =x -- true
 	assert_contains "$stderr" "--env '=x' must be KEY=VALUE"
 	run -2 --separate-stderr oci-spec --env novalue -- true
-	run -2 --separate-stderr oci-spec --user root -- true
+	run -1 --separate-stderr oci-spec --user root -- true
+	assert_contains "$stderr" "names need the image's accounts"
 	run -2 --separate-stderr oci-spec
 	assert_contains "$stderr" "no command given"
 	volspec-parse --home "$BATS_TEST_TMPDIR/h" --dry-run vv:/a >"$BATS_TEST_TMPDIR/bad.jsonl"
@@ -237,4 +238,60 @@ caps() {
 	assert_eq "$(sha256sum <"$d/config.json")" "$before"
 	assert_eq "$(ls -A "$d")" config.json
 	jq -e '.process.args == ["echo","one"]' "$d/config.json"
+}
+
+@test "--image-config: Entrypoint, Cmd, Env, WorkingDir and User as Docker applies them; names from --passwd/--group" {
+	C=$BATS_TEST_TMPDIR/c
+	mkdir -p "$C"
+	printf '%s' '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"],"Env":["PATH=/opt/bin:/bin","FOO=bar"],"WorkingDir":"/srv","User":"app","ExposedPorts":{"80/tcp":{}}}}' >"$C/config.json"
+	printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1235:app:/home/app:/bin/sh\n' >"$C/passwd"
+	printf 'root:x:0:\napp:x:1235:\nextra:x:777:other,app\n' >"$C/group"
+	local img=(--image-config "$C/config.json" --passwd "$C/passwd" --group "$C/group")
+	run -0 --separate-stderr oci-spec "${img[@]}"
+	assert_eq "$(jq -c '.process | [.args, .env, .cwd, .user]' <<<"$output")" \
+		'[["/bin/sh","-c","echo hi"],["PATH=/opt/bin:/bin","FOO=bar","HOME=/home/app"],"/srv",{"uid":1234,"gid":1235,"additionalGids":[777]}]'
+	# a command replaces Cmd; --env wins; --cwd and --user win
+	run -0 --separate-stderr oci-spec "${img[@]}" --env FOO=mine --cwd / --user root:extra -- ls
+	assert_eq "$(jq -c '.process | [.args, .env, .cwd, .user]' <<<"$output")" \
+		'[["/bin/sh","-c","ls"],["PATH=/opt/bin:/bin","FOO=mine","HOME=/root"],"/",{"uid":0,"gid":777}]'
+	# --entrypoint replaces Entrypoint and drops Cmd; '' leaves the command alone
+	run -0 --separate-stderr oci-spec "${img[@]}" --entrypoint /bin/echo
+	assert_eq "$(jq -c .process.args <<<"$output")" '["/bin/echo"]'
+	run -0 --separate-stderr oci-spec "${img[@]}" --entrypoint '' -- id -u
+	assert_eq "$(jq -c .process.args <<<"$output")" '["id","-u"]'
+	run -1 --separate-stderr oci-spec "${img[@]}" --entrypoint ''
+	assert_contains "$stderr" "no command given"
+	# a number not in the image: group 0 (Docker's rule); with --init --serve, no command
+	run -0 --separate-stderr oci-spec "${img[@]}" --user 4242 --init --serve
+	assert_eq "$(jq -c '.process | [.args, .user]' <<<"$output")" '[["/.boxkit-init","--serve"],{"uid":4242,"gid":0}]'
+	run -1 --separate-stderr oci-spec "${img[@]}" --user ghost -- true
+	assert_contains "$stderr" "no user 'ghost' in the image's /etc/passwd"
+	run -1 --separate-stderr oci-spec "${img[@]}" --user app:ghosts -- true
+	assert_contains "$stderr" "no group 'ghosts' in the image's /etc/group"
+	# the result is a valid runtime config
+	oci-spec "${img[@]}" --output "$BATS_TEST_TMPDIR/config.json"
+	validate "$BATS_TEST_TMPDIR/config.json"
+}
+
+@test "--image-config: a config for another machine, malformed or oversized, or a FIFO in its place, is refused" {
+	C=$BATS_TEST_TMPDIR/c
+	mkdir -p "$C"
+	printf '%s' '{"architecture":"arm64","config":{}}' >"$C/arm.json"
+	run -1 --separate-stderr oci-spec --image-config "$C/arm.json" -- true
+	assert_contains "$stderr" "architecture 'arm64', not amd64"
+	printf '%s' '{"config":{"Env":["=x"]}}' >"$C/env.json"
+	run -1 --separate-stderr oci-spec --image-config "$C/env.json" -- true
+	assert_contains "$stderr" "is not KEY=VALUE"
+	printf '%s' '{"config":{"WorkingDir":"rel"}}' >"$C/wd.json"
+	run -1 --separate-stderr oci-spec --image-config "$C/wd.json" -- true
+	assert_contains "$stderr" "not an absolute path"
+	python3 -c 'print("[" * 100 + "]" * 100)' >"$C/deep.json"
+	run -1 --separate-stderr oci-spec --image-config "$C/deep.json" -- true
+	assert_contains "$stderr" "not valid JSON"
+	head -c $((5 << 20)) /dev/zero | tr '\0' ' ' >"$C/big.json"
+	run -1 --separate-stderr oci-spec --image-config "$C/big.json" -- true
+	assert_contains "$stderr" "larger than"
+	mkfifo "$C/fifo"
+	run -1 --separate-stderr timeout 10 oci-spec --image-config "$C/fifo" -- true
+	assert_contains "$stderr" "not a regular file"
 }
