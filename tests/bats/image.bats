@@ -196,3 +196,22 @@ bar"
 3
 12"
 }
+
+@test "a full disk: the import stops with exit 3 and the reserve's hint, and leaves nothing behind" {
+	# a home on a small filesystem of its own, and an image that cannot fit
+	make_loop_fs ext4 200 "$BATS_TEST_TMPDIR/small"
+	export BOXKIT_HOME=$BATS_TEST_TMPDIR/small/home
+	mkdir -p "$BATS_TEST_TMPDIR/big/bin"
+	cp /bin/busybox "$BATS_TEST_TMPDIR/big/bin/"
+	head -c $((150 << 20)) /dev/urandom >"$BATS_TEST_TMPDIR/big/blob"
+	"$TOP/tests/helpers/mk-oci" tree "$BATS_TEST_TMPDIR/big" "$BATS_TEST_TMPDIR/bigoci" big >/dev/null
+	local before
+	before=$(fs_free "$BATS_TEST_TMPDIR/small")
+	run -3 --separate-stderr timeout 300 box image pull "oci:$BATS_TEST_TMPDIR/bigoci:big"
+	assert_contains "$stderr" "hint: no space left on the host; 'reserve release'"
+	no_leftovers
+	assert_eq "$(ls -A "$BOXKIT_HOME/images/sha256")" "" "images"
+	# everything the import wrote is given back (the reserve is laid down first)
+	[ "$(fs_free "$BATS_TEST_TMPDIR/small")" -ge $((before - (65 << 20))) ]
+	loop_cleanup
+}

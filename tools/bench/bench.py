@@ -18,6 +18,9 @@ measured in the same run.
                     time --network user adds over none; and the choice of stack:
                     passt against QEMU's slirp, each on a bare QEMU with the same
                     guest (an initrd with iperf3)
+  bench.py image    first and second `box run --image` of a Debian image (the
+                    import, then cached) against the busybox image and plain
+                    `box run -- true` in the same run (3 rounds, fresh homes)
   bench.py compare TOP
                     cold `box run -- true` of this tree against another built
                     tree (another commit: `git worktree add`, make, make image),
@@ -486,6 +489,59 @@ def bench_net(n=7, runs=3):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_image(n=3):
+    """First and second `box run --image` of a Debian image (import: skopeo,
+    umoci, mkfs.ext4; then cached) against the busybox image and plain
+    `box run` in the same run, each from a docker-archive (what docker save
+    writes), a fresh home per round."""
+    work = tempfile.mkdtemp()
+    helpers = os.path.join(TOP, "tests", "helpers")
+    deb = subprocess.run([os.path.join(TOP, "tools", "image", "debian-rootfs"), "bookworm", "python3-minimal"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    layout = os.path.join(work, "oci")
+    subprocess.run([os.path.join(helpers, "mk-oci"), "busybox", layout, "bb"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(helpers, "mk-oci"), "tree", deb, layout, "deb", "--config.cmd", "/bin/true"],
+                   check=True, stdout=subprocess.DEVNULL)
+    archives = {}
+    for tag in ("bb", "deb"):
+        archives[tag] = os.path.join(work, f"{tag}.tar")
+        subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:{tag}", f"docker-archive:{archives[tag]}:bench/{tag}:1"],
+                       check=True)
+    tree_mib = int(subprocess.run(["du", "-sm", "--apparent-size", deb], capture_output=True, text=True).stdout.split()[0])
+
+    def timed(env, args):
+        t0 = time.monotonic()
+        p = subprocess.run([os.path.join(BIN, "box"), "run"] + args + ["--", "true"], env=env, capture_output=True,
+                           text=True)
+        if p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            sys.exit(1)
+        return time.monotonic() - t0
+
+    t = {k: [] for k in ("plain", "bb_first", "bb_second", "deb_first", "deb_second")}
+    for i in range(n):
+        env = dict(os.environ, BOXKIT_HOME=os.path.join(work, f"home{i}"))
+        t["plain"].append(timed(env, []))
+        for tag in ("bb", "deb"):
+            ref = f"docker-archive:{archives[tag]}"
+            t[f"{tag}_first"].append(timed(env, ["--image", ref]))
+            t[f"{tag}_second"].append(timed(env, ["--image", ref]))
+        shutil.rmtree(env["BOXKIT_HOME"], ignore_errors=True)
+    res = {k: round(med(v), 3) for k, v in t.items()}
+    res["debian_tree_mib"] = tree_mib
+    res["deb_first_over_second"] = round(res["deb_first"] / res["deb_second"], 2)
+    res["deb_second_over_bb_second"] = round(res["deb_second"] / res["bb_second"], 3)
+    res["bb_second_over_plain"] = round(res["bb_second"] / res["plain"], 3)
+    print(f"box run -- true (busybox, no image): median {res['plain']:.3f} s")
+    print(f"busybox image: first run {res['bb_first']:.3f} s (import), second {res['bb_second']:.3f} s "
+          f"(x{res['bb_second_over_plain']} of no image)")
+    print(f"Debian image ({tree_mib} MiB tree): first run {res['deb_first']:.3f} s (import), second "
+          f"{res['deb_second']:.3f} s (first/second x{res['deb_first_over_second']}; second against busybox's "
+          f"x{res['deb_second_over_bb_second']})")
+    print(json.dumps({"bench": "image", "runs": n, "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_compare(other, n=10):
     work = tempfile.mkdtemp()
     trees = {"this": TOP, "other": os.path.abspath(other)}
@@ -514,4 +570,4 @@ if __name__ == "__main__":
         bench_compare(sys.argv[2])
     else:
         {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec,
-         "net": bench_net}[what]()
+         "net": bench_net, "image": bench_image}[what]()
