@@ -174,9 +174,10 @@ app"
 	# an interrupted import, and a sandbox's image
 	mkdir -p "$BOXKIT_HOME/images/.tmp-XXXXXX/oci"
 	run -0 --separate-stderr timeout 300 box create --name img1 --image "oci:$IMG:bb"
-	run -0 --separate-stderr timeout 300 box exec img1 -- sh -c 'id -un; echo $FOO'
+	run -0 --separate-stderr timeout 300 box exec img1 -- sh -c 'id -un; echo $FOO; pwd'
 	assert_eq "$output" "app
-bar"
+bar
+/etc"
 	run -0 --separate-stderr box image prune -a
 	[ ! -e "$BOXKIT_HOME/images/.tmp-XXXXXX" ]
 	[ -d "$BOXKIT_HOME/images/sha256/${id#sha256:}" ] # in use
