@@ -216,3 +216,77 @@ bar
 	[ "$(fs_free "$BATS_TEST_TMPDIR/small")" -ge $((before - (65 << 20))) ]
 	loop_cleanup
 }
+
+@test "an oci-archive whose entries write through a symlink they plant never touches the host" {
+	mkdir -p "$BATS_TEST_TMPDIR/victim"
+	echo ORIG >"$BATS_TEST_TMPDIR/victim/KEEP"
+	chmod 0644 "$BATS_TEST_TMPDIR/victim/KEEP"
+	# evil -> victim (a host directory), then evil/KEEP: skopeo's own
+	# extractor writes through such a symlink; box never gives it the archive
+	python3 - "$BATS_TEST_TMPDIR/evil.tar" "$BATS_TEST_TMPDIR/victim" <<'EOP'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as t:
+    def add(name, data=b"", mode=0o644, **kw):
+        i = tarfile.TarInfo(name); i.size = len(data); i.mode = mode
+        for k, v in kw.items(): setattr(i, k, v)
+        t.addfile(i, io.BytesIO(data) if data else None)
+    add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    add("evil", type=tarfile.SYMTYPE, linkname=sys.argv[2])
+    add("evil/KEEP", b"overwritten\n", mode=0o4755)
+    add("index.json", b'{"schemaVersion":2,"manifests":[]}')
+EOP
+	run -1 --separate-stderr timeout 300 box image pull "oci-archive:$BATS_TEST_TMPDIR/evil.tar"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/victim/KEEP")" ORIG "the host file"
+	assert_eq "$(stat -c %a "$BATS_TEST_TMPDIR/victim/KEEP")" 644 "its mode"
+	assert_eq "$(ls -A "$BATS_TEST_TMPDIR/victim")" KEEP "the host directory"
+	no_leftovers
+}
+
+@test "a layout with a FIFO, or with a blob that is a symlink to a host file, is refused at once" {
+	cp -a "$IMG" "$BATS_TEST_TMPDIR/fifo"
+	rm "$BATS_TEST_TMPDIR/fifo/index.json"
+	mkfifo "$BATS_TEST_TMPDIR/fifo/index.json"
+	run -1 --separate-stderr timeout 60 box image pull "oci:$BATS_TEST_TMPDIR/fifo:bb"
+	assert_contains "$stderr" "'index.json' in the layout is not a regular file or directory"
+	cp -a "$IMG" "$BATS_TEST_TMPDIR/sym"
+	local d
+	d=$(skopeo inspect --raw "oci:$IMG:bb" | jq -r .config.digest)
+	echo '{"secret": "of the host"}' >"$BATS_TEST_TMPDIR/host-file"
+	ln -sf "$BATS_TEST_TMPDIR/host-file" "$BATS_TEST_TMPDIR/sym/blobs/sha256/${d#sha256:}"
+	run -1 --separate-stderr timeout 60 box image pull "oci:$BATS_TEST_TMPDIR/sym:bb"
+	assert_contains "$stderr" "is not a regular file or directory"
+	no_leftovers
+}
+
+@test "race: a layout changed between its digest and its copy still imports exactly what was hashed" {
+	# M: another image, its blobs put into the layout, and an index.json
+	# naming M under the same tag, ready to be renamed in
+	cp -a "$IMG" "$BATS_TEST_TMPDIR/src"
+	mkdir -p "$BATS_TEST_TMPDIR/m/bin"
+	cp /bin/busybox "$BATS_TEST_TMPDIR/m/bin/"
+	echo "the attacker's image" >"$BATS_TEST_TMPDIR/m/whoami"
+	"$TOP/tests/helpers/mk-oci" tree "$BATS_TEST_TMPDIR/m" "$BATS_TEST_TMPDIR/moci" m >/dev/null
+	cp -n "$BATS_TEST_TMPDIR"/moci/blobs/sha256/* "$BATS_TEST_TMPDIR/src/blobs/sha256/"
+	local mm
+	mm=$(jq -c '.manifests[0] | .annotations["org.opencontainers.image.ref.name"] = "bb"' "$BATS_TEST_TMPDIR/moci/index.json")
+	jq -c --argjson m "$mm" '.manifests = [$m]' "$BATS_TEST_TMPDIR/src/index.json" >"$BATS_TEST_TMPDIR/index-m.json"
+	P=$BATS_TEST_TMPDIR/pause
+	mkdir -p "$P"
+	BOXKIT_TEST_PAUSE=image-inspected BOXKIT_TEST_PAUSE_DIR=$P timeout 300 box image pull "oci:$BATS_TEST_TMPDIR/src:bb" \
+		>"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	local bp=$!
+	wait_for "$P/image-inspected.reached" || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
+	mv "$BATS_TEST_TMPDIR/index-m.json" "$BATS_TEST_TMPDIR/src/index.json"
+	touch "$P/image-inspected.go"
+	wait "$bp" || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
+	local id
+	id=$(cat "$BATS_TEST_TMPDIR/out")
+	# what was hashed is A: A's content under A's id
+	assert_eq "$id" "sha256:$(skopeo inspect --raw "oci:$IMG:bb" | sha256sum | cut -c1-64)" "the id"
+	local dir=$BOXKIT_HOME/images/sha256/${id#sha256:}
+	run -0 debugfs -R "cat /new.txt" "$dir/rootfs.ext4"
+	assert_contains "$output" "from the upper layer"
+	run debugfs -R "cat /whoami" "$dir/rootfs.ext4"
+	[[ $output != *"attacker"* ]] || { echo "the attacker's image was imported under A's id" >&2; false; }
+	assert_eq "$(jq -r .manifest_digest "$dir/meta.json")" "$id" "the stored manifest"
+}
