@@ -47,7 +47,7 @@ create() { chroot-stage create --base "$B" --id "${ID-vm1}" --vmm "$Q" --uid "$U
 	# the binds are listed for the VMM's own mount namespace; the host's holds none
 	jq -e '.binds | index({"source":"/usr/lib","target":"/usr/lib"})' <<<"$output" >/dev/null
 	jq -e '.binds | index({"source":"/usr/share/qemu","target":"/usr/share/qemu"})' <<<"$output" >/dev/null
-	[ -d "$R/usr/lib" ] && [ -d "$R/usr/share/qemu" ]
+	[ -d "$R/usr/lib" ] && [ -d "$R/usr/share/qemu" ] || false
 	assert_no_mounts
 }
 
@@ -110,7 +110,7 @@ create() { chroot-stage create --base "$B" --id "${ID-vm1}" --vmm "$Q" --uid "$U
 		assert_no_mounts
 		[ ! -e "$B/qemu-system-x86_64/vm1" ]
 	done
-	[ -f "$K" ] && [ -f "$D" ]
+	[ -f "$K" ] && [ -f "$D" ] || false
 }
 
 @test "destroy after kill -9 of a create half way through cleans up" {

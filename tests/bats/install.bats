@@ -24,9 +24,9 @@ teardown() {
 
 @test "make install PREFIX=...: box runs from /, with its man pages and completion; make uninstall removes it all" {
 	run -0 make -C "$TOP" --no-print-directory install PREFIX="$P"
-	[ -L "$P/bin/box" ] && [ -L "$P/bin/vm-launch" ] && [ -L "$P/bin/box-ctl" ]
+	[ -L "$P/bin/box" ] && [ -L "$P/bin/vm-launch" ] && [ -L "$P/bin/box-ctl" ] || false
 	[ -f "$P/lib/boxkit/build/kernels/lean/vmlinux" ]
-	[ -f "$P/lib/boxkit/build/images/system.ext4" ] && [ -f "$P/lib/boxkit/build/images/rootfs.ext4" ]
+	[ -f "$P/lib/boxkit/build/images/system.ext4" ] && [ -f "$P/lib/boxkit/build/images/rootfs.ext4" ] || false
 	[ -x "$P/lib/boxkit/build/virtiofsd/virtiofsd" ]
 	[ -f "$P/share/bash-completion/completions/box" ]
 	bash -c "source '$P/share/bash-completion/completions/box'; complete -p box" | grep -q _box
