@@ -290,8 +290,8 @@ static bool pw_line(const char *line, size_t n, void *ctx)
 	const char *f[7];
 	size_t fl[7];
 	unsigned uid, gid;
-	if (fields(line, n, f, fl, 7) != 7 || fl[0] == 0 || fl[0] >= sizeof(q->pname) ||
-	    !parse_id(f[2], fl[2], &uid) || !parse_id(f[3], fl[3], &gid))
+	if (fields(line, n, f, fl, 7) != 7 || fl[0] == 0 || fl[0] >= sizeof(q->pname) || !parse_id(f[2], fl[2], &uid) ||
+	    !parse_id(f[3], fl[3], &gid))
 		return false;
 	if (q->name ? !field_is(f[0], fl[0], q->name) : uid != q->uid)
 		return false;

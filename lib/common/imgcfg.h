@@ -13,12 +13,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define IMGCFG_MAX_BYTES (4u << 20)  /* the config blob (its history can be long) */
-#define IMGCFG_MAX_DEPTH 16	     /* JSON nesting */
-#define IMGCFG_MAX_LIST 1024	     /* entries of Entrypoint, Cmd, Env, ExposedPorts */
-#define IMGCFG_MAX_STR 65536	     /* one string */
+#define IMGCFG_MAX_BYTES (4u << 20)    /* the config blob (its history can be long) */
+#define IMGCFG_MAX_DEPTH 16	       /* JSON nesting */
+#define IMGCFG_MAX_LIST 1024	       /* entries of Entrypoint, Cmd, Env, ExposedPorts */
+#define IMGCFG_MAX_STR 65536	       /* one string */
 #define IMGCFG_ACCOUNTS_MAX (1u << 20) /* /etc/passwd, /etc/group */
-#define IMGCFG_GROUPS_MAX 64	     /* supplementary groups */
+#define IMGCFG_GROUPS_MAX 64	       /* supplementary groups */
 
 /* The keys box-image writes next to an image (its directory in the store). */
 #define IMAGE_FILE_CONFIG "config.json"

@@ -4,7 +4,7 @@ load helpers
 
 @test "a default build has none of the test-only switches; the test build has them" {
 	[ -n "${DEFAULT_BIN_DIR:-}" ] || skip "DEFAULT_BIN_DIR is not set (make test and make asan set it)"
-	for t in vm-launch chroot-stage volspec-parse run-record reserve oci-spec vfsd-cap-install; do
+	for t in vm-launch chroot-stage volspec-parse run-record reserve oci-spec vfsd-cap-install volume-tar; do
 		[ -x "$DEFAULT_BIN_DIR/$t" ]
 		! grep -qa -e BOXKIT_TEST_ -e BOXKIT_FAIL_AT -e BOXKIT_STALL_AT -e BOXKIT_NO_OPENAT2 "$DEFAULT_BIN_DIR/$t" ||
 			{ echo "$t has a test switch" >&2; false; }

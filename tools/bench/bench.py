@@ -21,6 +21,12 @@ measured in the same run.
   bench.py image    first and second `box run --image` of a Debian image (the
                     import, then cached) against the busybox image and plain
                     `box run -- true` in the same run (3 rounds, fresh homes)
+  bench.py voldata  data in and out of a named volume: `tar -c | box volume import`
+                    and `box volume export | tar -x` of a 100 MiB tree (1000
+                    files of various sizes in 60 directories), and volume-tar
+                    alone, against `tar -c | tar -x` between two host
+                    directories in the same run (medians of 5; everything on
+                    xfs loop images of the same kind; root)
   bench.py compare TOP
                     cold `box run -- true` of this tree against another built
                     tree (another commit: `git worktree add`, make, make image),
@@ -542,6 +548,93 @@ def bench_image(n=3):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def voldata_tree(root, total=100 * 1024 * 1024, files=1000, seed=42):
+    """files of various sizes (many small, some medium, a few large) in nested
+    directories, total bytes in all; incompressible"""
+    import random
+    rnd = random.Random(seed)
+    dirs = [""]
+    for d in range(60):
+        parent = rnd.choice(dirs) if d >= 10 else ""
+        dirs.append(os.path.join(parent, f"dir{d:02d}"))
+        os.makedirs(os.path.join(root, dirs[-1]), exist_ok=True)
+    sizes = [rnd.randint(1, 32) * 1024 for _ in range(900)] + [rnd.randint(256, 1024) * 1024 for _ in range(90)] + \
+        [3 * 1024 * 1024] * (files - 990)
+    scale = total / sum(sizes)
+    sizes = [max(1, int(x * scale)) for x in sizes]
+    sizes[-1] += total - sum(sizes)
+    for k, size in enumerate(sizes):
+        with open(os.path.join(root, rnd.choice(dirs), f"file{k:04d}.bin"), "wb") as f:
+            f.write(os.urandom(size))
+    return sum(sizes)
+
+
+def bench_voldata(n=5):
+    if os.geteuid() != 0:
+        print("bench voldata: needs root (the volume store is a loop mount); skipped", file=sys.stderr)
+        return
+    work = tempfile.mkdtemp()
+    home = os.path.join(work, "home")
+    env = dict(os.environ, BOXKIT_HOME=home, BOXKIT_STORE_SIZE="4G")
+    box, vt = os.path.join(BIN, "box"), os.path.join(BIN, "volume-tar")
+    uid, gid = (subprocess.run(["id", o, "boxkit-vm"], capture_output=True, text=True).stdout.strip() for o in ("-u", "-g"))
+    # the host side on the same stack as the store: an xfs image, loop-mounted
+    host = os.path.join(work, "host")
+    os.makedirs(host)
+    subprocess.run(["truncate", "-s", "4G", os.path.join(work, "host.img")], check=True)
+    subprocess.run(["mkfs.xfs", "-q", "-f", os.path.join(work, "host.img")], check=True)
+    subprocess.run(["mount", "-o", "loop", os.path.join(work, "host.img"), host], check=True)
+
+    def sh(cmd, timed=True):
+        subprocess.run(["sync"])
+        t0 = time.monotonic()
+        p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"{cmd}: exit {p.returncode}: {p.stderr[-500:]}")
+        return time.monotonic() - t0
+
+    try:
+        src = os.path.join(host, "src")
+        total = voldata_tree(src)
+        sh(f"{box} setup")
+        t = {k: [] for k in ("baseline", "box_import", "volume_tar_import", "box_export", "volume_tar_export_null")}
+        for i in range(n):
+            for d in ("dst", "out"):
+                shutil.rmtree(os.path.join(host, d), ignore_errors=True)
+                os.makedirs(os.path.join(host, d))
+            t["baseline"].append(sh(f"tar -C {src} -cf - . | tar -C {host}/dst -xf -"))
+            sh(f"{box} volume rm bench 2>/dev/null; true")
+            t["box_import"].append(sh(f"tar -C {src} -cf - . | {box} volume import bench"))
+            t["box_export"].append(sh(f"{box} volume export bench | tar -C {host}/out -xf -"))
+            t["volume_tar_export_null"].append(sh(f"{vt} export --home {home} bench >/dev/null"))
+            if i == 0:
+                sh(f"diff -r {src} {host}/out")  # the round trip is exact
+            sh(f"{box} volume rm bench; {box} volume create bench")
+            t["volume_tar_import"].append(
+                sh(f"tar -C {src} -cf - . | {vt} import --home {home} --uid {uid} --gid {gid} bench"))
+        res = {"tree": {"bytes": total, "files": 1000, "directories": 60}, "runs": n}
+        for k, v in t.items():
+            res[k + "_median_s"] = round(med(v), 3)
+        b = res["baseline_median_s"]
+        for k in ("box_import", "volume_tar_import", "box_export"):
+            res[k + "_ratio"] = round(res[k + "_median_s"] / b, 3)
+        res["volume_tar_import_MiB_per_s"] = round(total / 1048576 / res["volume_tar_import_median_s"], 1)
+        res["volume_tar_export_MiB_per_s"] = round(total / 1048576 / res["volume_tar_export_null_median_s"], 1)
+        print(f"tree: {total / 1048576:.0f} MiB, 1000 files, 60 directories; medians of {n}")
+        print(f"tar -c | tar -x (host to host):    {b:.3f} s")
+        print(f"tar -c | box volume import:        {res['box_import_median_s']:.3f} s  x{res['box_import_ratio']}")
+        print(f"tar -c | volume-tar import:        {res['volume_tar_import_median_s']:.3f} s  x{res['volume_tar_import_ratio']}"
+              f"  ({res['volume_tar_import_MiB_per_s']} MiB/s)")
+        print(f"box volume export | tar -x:        {res['box_export_median_s']:.3f} s  x{res['box_export_ratio']}")
+        print(f"volume-tar export > /dev/null:     {res['volume_tar_export_null_median_s']:.3f} s"
+              f"  ({res['volume_tar_export_MiB_per_s']} MiB/s)")
+        print(json.dumps({"bench": "voldata", "results": res}))
+    finally:
+        subprocess.run([box, "setup", "--unmount"], env=env, capture_output=True)
+        subprocess.run(["umount", host], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_compare(other, n=10):
     work = tempfile.mkdtemp()
     trees = {"this": TOP, "other": os.path.abspath(other)}
@@ -570,4 +663,4 @@ if __name__ == "__main__":
         bench_compare(sys.argv[2])
     else:
         {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec,
-         "net": bench_net, "image": bench_image}[what]()
+         "net": bench_net, "image": bench_image, "voldata": bench_voldata}[what]()

@@ -1,0 +1,1 @@
+volume-tar_PKGS := json-c libarchive
