@@ -187,6 +187,9 @@ static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = 0;
 	vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	/* names in messages come from archives, images and guests: none of
+	 * their control characters reaches a terminal */
+	sanitize_text(buf + n, sizeof(buf) - (size_t)n);
 	emit(buf);
 }
 

@@ -575,6 +575,38 @@ paused_export() {
 	assert_eq "$(LC_ALL=C sort <<<"$output" | tr '\n' ' ')" "sub/ sub/f "
 }
 
+@test "box cp out into an existing directory never replaces or re-modes what is there (a guest naming .ssh)" {
+	# what a guest leaves in its volume: .ssh 0777 with its own key
+	mkdir -p "$N/data/.ssh"
+	echo "ssh-ed25519 AAAA attacker" >"$N/data/.ssh/authorized_keys"
+	echo "new" >"$N/data/newfile"
+	chmod 0777 "$N/data/.ssh"
+	chown -R "$U:$G" "$N/data/.ssh" "$N/data/newfile"
+	H=$BATS_TEST_TMPDIR/home-dir
+	mkdir -p "$H/.ssh"
+	chmod 0700 "$H/.ssh"
+	echo "the user's key" >"$H/.ssh/authorized_keys"
+	run -1 --separate-stderr box cp data:/. "$H"
+	assert_contains "$stderr" "exists (box cp never replaces)"
+	assert_eq "$(cat "$H/.ssh/authorized_keys") $(stat -c %a "$H/.ssh")" "the user's key 700"
+	# all or nothing: the entry that did not clash is not there either
+	[ ! -e "$H/newfile" ]
+	assert_eq "$(ls -A "$H" | tr '\n' ' ')" ".ssh " "the directory"
+	# and without a clash, the guest's modes arrive under the umask
+	rm -rf "$H/.ssh"
+	box cp data:/. "$H"
+	assert_eq "$(stat -c %a "$H/.ssh")" 755 "a 0777 directory from the guest"
+}
+
+@test "export is bounded: a guest's huge sparse file is skipped (exit 1), not written out as zeros" {
+	mkdir -p "$N/data"
+	echo small >"$N/data/ok"
+	truncate -s 2T "$N/data/huge"
+	run -1 --separate-stderr timeout 60 bash -c "set -o pipefail; box volume export data | tar -tf -"
+	assert_eq "$output" "ok"
+	assert_contains "$stderr" "'huge' is sparse"
+}
+
 # ---- with a VM -----------------------------------------------------------------------------
 
 @test "VM: a file imported with box volume import is read in the guest; what the guest writes comes out with export" {

@@ -37,6 +37,7 @@
 #include <locale.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -981,6 +982,38 @@ static int finish_producer(struct imp *im)
 	return EXIT_REFUSED;
 }
 
+/* Memory: libarchive reads a whole GNU sparse map (about 80 bytes an
+ * entry) at header time, and a map compresses to almost nothing; bound the
+ * heap so that a hostile archive ends the import (rolled back) rather than
+ * the host. Not under the sanitizers, whose shadow memory counts too. */
+static struct rlimit data_limit_was;
+static bool data_limited;
+static void bound_memory(void)
+{
+#if !defined(__SANITIZE_ADDRESS__) && !defined(BOXKIT_FUZZ)
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_DATA, &data_limit_was) == 0 && data_limit_was.rlim_cur > (1ull << 30)) {
+		rl.rlim_cur = 1ull << 30; /* the soft limit only: raised again to clean up */
+		rl.rlim_max = data_limit_was.rlim_max;
+		data_limited = setrlimit(RLIMIT_DATA, &rl) == 0;
+	}
+#endif
+}
+
+/* libarchive ends the process with exit() when an allocation fails (the
+ * bound above): the staging directory still goes, as on any failure */
+static struct imp *exiting_import;
+static void import_at_exit(void)
+{
+	if (!exiting_import)
+		return;
+	if (data_limited)
+		setrlimit(RLIMIT_DATA, &data_limit_was);
+	log_error("the import ended early; nothing was imported");
+	remove_stage(exiting_import);
+	exiting_import = NULL;
+}
+
 static int run_import(void)
 {
 	__attribute__((
@@ -1050,6 +1083,9 @@ static int run_import(void)
 	}
 
 	catch_signals();
+	exiting_import = &im;
+	atexit(import_at_exit);
+	bound_memory();
 	r = arg.producer ? start_producer(&im) : 0;
 	if (r == 0)
 		r = import_stream(&im);
@@ -1065,6 +1101,7 @@ static int run_import(void)
 	if (r == 0)
 		r = commit(&im);
 	remove_stage(&im);
+	exiting_import = NULL;
 	return r;
 }
 
@@ -1227,11 +1264,21 @@ static int walk_volume(struct walker *w, int root)
 
 /* ---- export ------------------------------------------------------------------------- */
 
+/* Bounds on what a volume's contents can make an export cost: the link
+ * resolver keeps a copy of each entry with more names until all are seen
+ * (past the cap, a file is written whole under each name); and the zeros
+ * written for holes of sparse files (a guest's `truncate -s 16T f` would
+ * otherwise become 16 TB on the host; past the cap such files are skipped) */
+#define EXPORT_LINKS_MAX 65536
+#define EXPORT_HOLES_MAX (1ull << 30)
+
 struct exp {
 	struct archive *a;
 	struct archive_entry_linkresolver *links;
 	char *buf;
 	bool failed; /* a read failed after its header: the archive is whole, the data not */
+	size_t linked;
+	unsigned long long holes;
 };
 
 static int archive_write_failed(struct archive *a)
@@ -1291,6 +1338,18 @@ static int export_file(struct walker *w, struct exp *x, int dirfd, const char *n
 	struct archive_entry *spare = NULL;
 	if (!e)
 		return log_sys(ENOMEM, "out of memory");
+	unsigned long long alloc = (unsigned long long)st.st_blocks * 512, hole = 0;
+	if ((unsigned long long)st.st_size > alloc)
+		hole = (unsigned long long)st.st_size - alloc;
+	if (hole > EXPORT_HOLES_MAX - x->holes) {
+		log_warn("'%s' is sparse (%llu bytes of holes): skipped; an export writes at most %llu bytes of holes",
+			 q, hole, (unsigned long long)EXPORT_HOLES_MAX);
+		w->refused = true;
+		return WALK_SKIP;
+	}
+	x->holes += hole;
+	if (st.st_nlink > 1 && ++x->linked > EXPORT_LINKS_MAX)
+		st.st_nlink = 1; /* whole again under this name: no copy kept */
 	archive_entry_set_filetype(e, AE_IFREG);
 	archive_entry_set_size(e, st.st_size);
 	archive_entry_set_dev(e, st.st_dev);
