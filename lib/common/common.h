@@ -132,6 +132,9 @@ bool fd_is_mount_root(int fd);
 bool fd_is_fs_mount(int fd);
 /* valid UTF-8 of n bytes, with no NUL */
 bool utf8_valid(const char *s, size_t n);
+/* A refusal's reason into err (a library function's message for its
+ * caller); always -EINVAL. */
+int err_invalid(char *err, size_t errlen, const char *fmt, ...) _printf_(3, 4);
 /* true when `s` is a relative path with no empty, "." or ".." component */
 bool path_is_clean_relative(const char *s);
 

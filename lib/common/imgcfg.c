@@ -11,16 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) _printf_(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static void strv_free(char **v)
 {
 	if (!v)
@@ -45,15 +35,15 @@ void imgcfg_free(struct imgcfg *c)
 static int str_ok(struct json_object *s, const char *what, char *err, size_t errlen)
 {
 	if (!json_object_is_type(s, json_type_string))
-		return fail(err, errlen, "%s is not a string", what);
+		return err_invalid(err, errlen, "%s is not a string", what);
 	size_t n = (size_t)json_object_get_string_len(s);
 	const char *p = json_object_get_string(s);
 	if (n > IMGCFG_MAX_STR)
-		return fail(err, errlen, "%s is longer than %u bytes", what, IMGCFG_MAX_STR);
+		return err_invalid(err, errlen, "%s is longer than %u bytes", what, IMGCFG_MAX_STR);
 	if (memchr(p, 0, n))
-		return fail(err, errlen, "%s holds a NUL byte", what);
+		return err_invalid(err, errlen, "%s holds a NUL byte", what);
 	if (!utf8_valid(p, n))
-		return fail(err, errlen, "%s is not valid UTF-8", what);
+		return err_invalid(err, errlen, "%s is not valid UTF-8", what);
 	return 0;
 }
 
@@ -65,10 +55,10 @@ static int strv_from(struct json_object *a, const char *what, char ***out, size_
 	if (!a || json_object_is_type(a, json_type_null))
 		return 0;
 	if (!json_object_is_type(a, json_type_array))
-		return fail(err, errlen, "%s is not a list", what);
+		return err_invalid(err, errlen, "%s is not a list", what);
 	size_t len = json_object_array_length(a);
 	if (len > IMGCFG_MAX_LIST)
-		return fail(err, errlen, "%s has more than %u entries", what, IMGCFG_MAX_LIST);
+		return err_invalid(err, errlen, "%s has more than %u entries", what, IMGCFG_MAX_LIST);
 	char **v = calloc(len + 1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -101,9 +91,9 @@ static int ports_from(struct json_object *o, struct imgcfg *c, char *err, size_t
 	if (!o || json_object_is_type(o, json_type_null))
 		return 0;
 	if (!json_object_is_type(o, json_type_object))
-		return fail(err, errlen, "ExposedPorts is not an object");
+		return err_invalid(err, errlen, "ExposedPorts is not an object");
 	if ((size_t)json_object_object_length(o) > IMGCFG_MAX_LIST)
-		return fail(err, errlen, "ExposedPorts has more than %u entries", IMGCFG_MAX_LIST);
+		return err_invalid(err, errlen, "ExposedPorts has more than %u entries", IMGCFG_MAX_LIST);
 	c->ports = calloc((size_t)json_object_object_length(o) + 1, sizeof(*c->ports));
 	if (!c->ports)
 		return -ENOMEM;
@@ -115,7 +105,7 @@ static int ports_from(struct json_object *o, struct imgcfg *c, char *err, size_t
 		unsigned long port = strtoul(key, &end, 10);
 		if (!isdigit((unsigned char)key[0]) || errno || port == 0 || port > 65535 ||
 		    (*end && strcmp(end, "/tcp") && strcmp(end, "/udp") && strcmp(end, "/sctp")))
-			return fail(err, errlen, "ExposedPorts: '%.64s' is not PORT[/tcp|udp|sctp]", key);
+			return err_invalid(err, errlen, "ExposedPorts: '%.64s' is not PORT[/tcp|udp|sctp]", key);
 		char buf[32];
 		snprintf(buf, sizeof(buf), "%lu%s", port, *end ? end : "/tcp");
 		if (!(c->ports[c->nports++] = strdup(buf)))
@@ -135,25 +125,26 @@ static int parse_config(struct json_object *root, struct imgcfg *c, char *err, s
 	struct json_object *v, *cfg = NULL;
 	int r;
 	if (!json_object_is_type(root, json_type_object))
-		return fail(err, errlen, "the image config is not a JSON object");
+		return err_invalid(err, errlen, "the image config is not a JSON object");
 	if (json_object_object_get_ex(root, "architecture", &v)) {
 		if ((r = str_ok(v, "architecture", err, errlen)) < 0)
 			return r;
 		if (strcmp(json_object_get_string(v), "amd64"))
-			return fail(err, errlen, "the image is for architecture '%.64s', not amd64",
-				    json_object_get_string(v));
+			return err_invalid(err, errlen, "the image is for architecture '%.64s', not amd64",
+					   json_object_get_string(v));
 	}
 	if (json_object_object_get_ex(root, "os", &v)) {
 		if ((r = str_ok(v, "os", err, errlen)) < 0)
 			return r;
 		if (strcmp(json_object_get_string(v), "linux"))
-			return fail(err, errlen, "the image is for os '%.64s', not linux", json_object_get_string(v));
+			return err_invalid(err, errlen, "the image is for os '%.64s', not linux",
+					   json_object_get_string(v));
 	}
 	/* OCI's "config"; Docker's v1 blobs carry the same under "config" too */
 	if (!json_object_object_get_ex(root, "config", &cfg) || json_object_is_type(cfg, json_type_null))
 		return 0;
 	if (!json_object_is_type(cfg, json_type_object))
-		return fail(err, errlen, "config is not an object");
+		return err_invalid(err, errlen, "config is not an object");
 	v = key_of(cfg, "Entrypoint");
 	if ((r = strv_from(v, "Entrypoint", &c->entrypoint, &c->nentrypoint, err, errlen)) < 0)
 		return r;
@@ -165,15 +156,15 @@ static int parse_config(struct json_object *root, struct imgcfg *c, char *err, s
 		return r;
 	for (size_t i = 0; i < c->nenv; i++)
 		if (!env_key_ok(c->env[i]))
-			return fail(err, errlen, "Env entry '%.64s' is not KEY=VALUE", c->env[i]);
+			return err_invalid(err, errlen, "Env entry '%.64s' is not KEY=VALUE", c->env[i]);
 	if (json_object_object_get_ex(cfg, "WorkingDir", &v) && !json_object_is_type(v, json_type_null)) {
 		if ((r = str_ok(v, "WorkingDir", err, errlen)) < 0)
 			return r;
 		const char *w = json_object_get_string(v);
 		if (*w && w[0] != '/')
-			return fail(err, errlen, "WorkingDir '%.64s' is not an absolute path", w);
+			return err_invalid(err, errlen, "WorkingDir '%.64s' is not an absolute path", w);
 		if (*w && strlen(w) >= 4096)
-			return fail(err, errlen, "WorkingDir is longer than 4095 bytes");
+			return err_invalid(err, errlen, "WorkingDir is longer than 4095 bytes");
 		if (*w && !(c->workdir = strdup(w)))
 			return -ENOMEM;
 	}
@@ -182,7 +173,7 @@ static int parse_config(struct json_object *root, struct imgcfg *c, char *err, s
 			return r;
 		const char *u = json_object_get_string(v);
 		if (strlen(u) > 256)
-			return fail(err, errlen, "User is longer than 256 bytes");
+			return err_invalid(err, errlen, "User is longer than 256 bytes");
 		if (*u && !(c->user = strdup(u)))
 			return -ENOMEM;
 	}
@@ -194,9 +185,9 @@ int imgcfg_parse(const char *buf, size_t len, struct imgcfg *c, char *err, size_
 {
 	memset(c, 0, sizeof(*c));
 	if (len > IMGCFG_MAX_BYTES)
-		return fail(err, errlen, "the image config is larger than %u bytes", IMGCFG_MAX_BYTES);
+		return err_invalid(err, errlen, "the image config is larger than %u bytes", IMGCFG_MAX_BYTES);
 	if (len > INT32_MAX || memchr(buf, 0, len) || !utf8_valid(buf, len))
-		return fail(err, errlen, "the image config is not UTF-8 text");
+		return err_invalid(err, errlen, "the image config is not UTF-8 text");
 	struct json_tokener *tok = json_tokener_new_ex(IMGCFG_MAX_DEPTH);
 	if (!tok)
 		return -ENOMEM;
@@ -206,13 +197,13 @@ int imgcfg_parse(const char *buf, size_t len, struct imgcfg *c, char *err, size_
 	json_tokener_free(tok);
 	if (!root || jerr != json_tokener_success) {
 		json_object_put(root);
-		return fail(err, errlen, "the image config is not valid JSON (%s)",
-			    jerr == json_tokener_success ? "incomplete" : json_tokener_error_desc(jerr));
+		return err_invalid(err, errlen, "the image config is not valid JSON (%s)",
+				   jerr == json_tokener_success ? "incomplete" : json_tokener_error_desc(jerr));
 	}
 	for (size_t i = used; i < len; i++)
 		if (!isspace((unsigned char)buf[i])) {
 			json_object_put(root);
-			return fail(err, errlen, "the image config has bytes after its JSON object");
+			return err_invalid(err, errlen, "the image config has bytes after its JSON object");
 		}
 	int r = parse_config(root, c, err, errlen);
 	json_object_put(root);
@@ -373,15 +364,16 @@ int userspec_resolve(const char *spec, const char *passwd, size_t plen, const ch
 	size_t ul = colon ? (size_t)(colon - spec) : strlen(spec);
 	memset(out, 0, sizeof(*out));
 	if (ul == 0 || ul >= sizeof(user) || (colon && (!colon[1] || strlen(colon + 1) >= sizeof(grp))))
-		return fail(err, errlen, "user '%.64s' is not USER[:GROUP]", spec);
+		return err_invalid(err, errlen, "user '%.64s' is not USER[:GROUP]", spec);
 	memcpy(user, spec, ul);
 	user[ul] = 0;
 	if (colon)
 		strcpy(grp, colon + 1);
 	if ((passwd && memchr(passwd, 0, plen)) || (group && memchr(group, 0, glen)))
-		return fail(err, errlen, "the image's account files hold NUL bytes");
+		return err_invalid(err, errlen, "the image's account files hold NUL bytes");
 	if (plen > IMGCFG_ACCOUNTS_MAX || glen > IMGCFG_ACCOUNTS_MAX)
-		return fail(err, errlen, "the image's account files are larger than %u bytes", IMGCFG_ACCOUNTS_MAX);
+		return err_invalid(err, errlen, "the image's account files are larger than %u bytes",
+				   IMGCFG_ACCOUNTS_MAX);
 
 	struct pw_find pw = { 0 };
 	unsigned id;
@@ -392,11 +384,11 @@ int userspec_resolve(const char *spec, const char *passwd, size_t plen, const ch
 		out->gid = pw.found ? pw.pgid : 0;
 	} else {
 		if (!name_ok(user))
-			return fail(err, errlen, "user '%.64s' is not a valid name", user);
+			return err_invalid(err, errlen, "user '%.64s' is not a valid name", user);
 		pw.name = user;
 		each_line(passwd, plen, pw_line, &pw);
 		if (!pw.found)
-			return fail(err, errlen, "no user '%.64s' in the image's /etc/passwd", user);
+			return err_invalid(err, errlen, "no user '%.64s' in the image's /etc/passwd", user);
 		out->uid = pw.puid;
 		out->gid = pw.pgid;
 	}
@@ -407,11 +399,11 @@ int userspec_resolve(const char *spec, const char *passwd, size_t plen, const ch
 			out->gid = id;
 		else {
 			if (!name_ok(grp))
-				return fail(err, errlen, "group '%.64s' is not a valid name", grp);
+				return err_invalid(err, errlen, "group '%.64s' is not a valid name", grp);
 			struct gr_find g = { .name = grp };
 			each_line(group, glen, gr_line, &g);
 			if (!g.found)
-				return fail(err, errlen, "no group '%.64s' in the image's /etc/group", grp);
+				return err_invalid(err, errlen, "no group '%.64s' in the image's /etc/group", grp);
 			out->gid = g.gid;
 		}
 	}

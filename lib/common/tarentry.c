@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "tarentry.h"
+#include "common.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -7,37 +8,27 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int refuse(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int refuse(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 int tarentry_name(const char *name, char *out, size_t outlen, unsigned *depth, char *err, size_t errlen)
 {
 	size_t len = strnlen(name, PATH_MAX), o = 0;
 	unsigned n = 0;
 
 	if (len >= PATH_MAX)
-		return refuse(err, errlen, "the name is %d bytes or longer", PATH_MAX);
+		return err_invalid(err, errlen, "the name is %d bytes or longer", PATH_MAX);
 	if (name[0] == '/')
-		return refuse(err, errlen, "an absolute name");
+		return err_invalid(err, errlen, "an absolute name");
 	if (outlen < len + 1)
-		return refuse(err, errlen, "the name does not fit");
+		return err_invalid(err, errlen, "the name does not fit");
 	for (const char *c = name; *c;) {
 		const char *e = strchrnul(c, '/');
 		size_t cl = (size_t)(e - c);
 		if (cl == 2 && c[0] == '.' && c[1] == '.')
-			return refuse(err, errlen, "a '..' component");
+			return err_invalid(err, errlen, "a '..' component");
 		if (cl > NAME_MAX)
-			return refuse(err, errlen, "a component longer than %d bytes", NAME_MAX);
+			return err_invalid(err, errlen, "a component longer than %d bytes", NAME_MAX);
 		if (cl > 0 && !(cl == 1 && c[0] == '.')) {
 			if (++n > TARENTRY_DEPTH_MAX)
-				return refuse(err, errlen, "more than %d levels deep", TARENTRY_DEPTH_MAX);
+				return err_invalid(err, errlen, "more than %d levels deep", TARENTRY_DEPTH_MAX);
 			if (o)
 				out[o++] = '/';
 			memcpy(out + o, c, cl);
@@ -57,11 +48,11 @@ int tarentry_symlink(const char *name, unsigned base_depth, const char *target, 
 	bool named = false;
 
 	if (len >= PATH_MAX)
-		return refuse(err, errlen, "its target is %d bytes or longer", PATH_MAX);
+		return err_invalid(err, errlen, "its target is %d bytes or longer", PATH_MAX);
 	if (!len)
-		return refuse(err, errlen, "its target is empty");
+		return err_invalid(err, errlen, "its target is empty");
 	if (target[0] == '/')
-		return refuse(err, errlen, "its target is absolute (no links out of the volume)");
+		return err_invalid(err, errlen, "its target is absolute (no links out of the volume)");
 	/* the directories between the link and the volume's root */
 	for (const char *c = name; *c; c++)
 		dirs += *c == '/';
@@ -70,10 +61,10 @@ int tarentry_symlink(const char *name, unsigned base_depth, const char *target, 
 		size_t cl = (size_t)(e - c);
 		if (cl == 2 && c[0] == '.' && c[1] == '.') {
 			if (named)
-				return refuse(err, errlen,
-					      "its target has '..' after a name (no links out of the volume)");
+				return err_invalid(err, errlen,
+						   "its target has '..' after a name (no links out of the volume)");
 			if (++ups > dirs)
-				return refuse(err, errlen, "its target leads out of the volume (no links out)");
+				return err_invalid(err, errlen, "its target leads out of the volume (no links out)");
 		} else if (cl > 0 && !(cl == 1 && c[0] == '.')) {
 			named = true;
 		}
@@ -88,17 +79,17 @@ int tarentry_kind(mode_t type, bool hardlink, char *err, size_t errlen)
 		/* libarchive gives a hard link the type of what it links to, or none */
 		if (type == 0 || type == S_IFREG)
 			return TARENTRY_HARDLINK;
-		return refuse(err, errlen, "a hard link to something other than a regular file");
+		return err_invalid(err, errlen, "a hard link to something other than a regular file");
 	}
 	switch (type) {
 	case S_IFDIR: return TARENTRY_DIR;
 	case S_IFREG: return TARENTRY_FILE;
 	case S_IFLNK: return TARENTRY_SYMLINK;
-	case S_IFCHR: return refuse(err, errlen, "a character device");
-	case S_IFBLK: return refuse(err, errlen, "a block device");
-	case S_IFIFO: return refuse(err, errlen, "a FIFO");
-	case S_IFSOCK: return refuse(err, errlen, "a socket");
-	default: return refuse(err, errlen, "an entry of unknown type");
+	case S_IFCHR: return err_invalid(err, errlen, "a character device");
+	case S_IFBLK: return err_invalid(err, errlen, "a block device");
+	case S_IFIFO: return err_invalid(err, errlen, "a FIFO");
+	case S_IFSOCK: return err_invalid(err, errlen, "a socket");
+	default: return err_invalid(err, errlen, "an entry of unknown type");
 	}
 }
 

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "common.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 /* RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF,
  * and no NUL (a C string cannot carry one; a JSON string can, so callers that
  * hold a length check with it). */
@@ -41,4 +44,13 @@ bool utf8_valid(const char *s, size_t n)
 		p += len;
 	}
 	return true;
+}
+
+int err_invalid(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
 }

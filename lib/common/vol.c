@@ -8,16 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int refuse(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int refuse(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 bool vol_tag_valid(const char *t, size_t n)
 {
 	return guest_tag_valid(t, n);
@@ -64,16 +54,16 @@ static int get_str(struct json_object *o, const char *key, char *out, size_t out
 	if (!json_object_object_get_ex(o, key, &v))
 		return 0;
 	if (!json_object_is_type(v, json_type_string))
-		return refuse(err, errlen, "'%s' must be a string", key);
+		return err_invalid(err, errlen, "'%s' must be a string", key);
 	const char *s = json_object_get_string(v);
 	size_t n = (size_t)json_object_get_string_len(v);
 	if (strlen(s) != n)
-		return refuse(err, errlen, "'%s' holds a NUL character", key);
+		return err_invalid(err, errlen, "'%s' holds a NUL character", key);
 	/* json-c decodes escapes to UTF-8 (a lone surrogate to U+FFFD); check anyway */
 	if (!utf8_valid(s, n))
-		return refuse(err, errlen, "'%s' is not valid UTF-8", key);
+		return err_invalid(err, errlen, "'%s' is not valid UTF-8", key);
 	if (n >= outlen)
-		return refuse(err, errlen, "'%s' is longer than %zu bytes", key, outlen - 1);
+		return err_invalid(err, errlen, "'%s' is longer than %zu bytes", key, outlen - 1);
 	memcpy(out, s, n + 1);
 	return 1;
 }
@@ -86,20 +76,21 @@ int vol_entry_from_json(struct json_object *o, struct vol_entry *e, char *err, s
 
 	memset(e, 0, sizeof(*e));
 	if (!json_object_is_type(o, json_type_object))
-		return refuse(err, errlen, "not a JSON object");
+		return err_invalid(err, errlen, "not a JSON object");
 	if ((r = get_str(o, "kind", kind, sizeof(kind), err, errlen)) <= 0 ||
 	    (r = get_str(o, "type", type, sizeof(type), err, errlen)) <= 0 ||
 	    (r = get_str(o, "name", e->name, sizeof(e->name), err, errlen)) <= 0 ||
 	    (r = get_str(o, "target", target, sizeof(target), err, errlen)) <= 0 ||
 	    (r = get_str(o, "tag", e->tag, sizeof(e->tag), err, errlen)) <= 0)
-		return r < 0 ? r : refuse(err, errlen, "an entry needs string keys kind, name, target, type and tag");
+		return r < 0 ? r
+			     : err_invalid(err, errlen, "an entry needs string keys kind, name, target, type and tag");
 	if ((r = get_str(o, "source", e->source, sizeof(e->source), err, errlen)) < 0 ||
 	    (r = get_str(o, "subpath", e->subpath, sizeof(e->subpath), err, errlen)) < 0 ||
 	    (r = get_str(o, "spec", e->spec, sizeof(e->spec), err, errlen)) < 0)
 		return r;
 	if (json_object_object_get_ex(o, "readonly", &ro)) {
 		if (!json_object_is_type(ro, json_type_boolean))
-			return refuse(err, errlen, "readonly must be true or false");
+			return err_invalid(err, errlen, "readonly must be true or false");
 		e->readonly = json_object_get_boolean(ro);
 	}
 	if (!strcmp(kind, "named"))
@@ -107,25 +98,26 @@ int vol_entry_from_json(struct json_object *o, struct vol_entry *e, char *err, s
 	else if (!strcmp(kind, "anonymous"))
 		e->kind = VOL_ANONYMOUS;
 	else
-		return refuse(err, errlen, "kind must be 'named' or 'anonymous', not '%s'", kind);
+		return err_invalid(err, errlen, "kind must be 'named' or 'anonymous', not '%s'", kind);
 	if (!strcmp(type, "file"))
 		e->is_file = true;
 	else if (strcmp(type, "directory"))
-		return refuse(err, errlen, "type must be 'directory' or 'file', not '%s'", type);
+		return err_invalid(err, errlen, "type must be 'directory' or 'file', not '%s'", type);
 	if (!vol_tag_valid(e->tag, strlen(e->tag)))
-		return refuse(err, errlen, "tag '%s' must be 1 to %d characters of [A-Za-z0-9_-]", e->tag, VOL_TAG_MAX);
+		return err_invalid(err, errlen, "tag '%s' must be 1 to %d characters of [A-Za-z0-9_-]", e->tag,
+				   VOL_TAG_MAX);
 	if (e->kind == VOL_NAMED && !volume_name_valid(e->name))
-		return refuse(err, errlen, "invalid volume name '%s'", e->name);
+		return err_invalid(err, errlen, "invalid volume name '%s'", e->name);
 	if (e->kind == VOL_ANONYMOUS && !vol_ulid_valid(e->name, strlen(e->name)))
-		return refuse(err, errlen, "an anonymous volume's name must be a ULID, not '%s'", e->name);
+		return err_invalid(err, errlen, "an anonymous volume's name must be a ULID, not '%s'", e->name);
 	if (e->subpath[0] && e->kind != VOL_NAMED)
-		return refuse(err, errlen, "subpath needs a named volume");
+		return err_invalid(err, errlen, "subpath needs a named volume");
 	if (e->subpath[0] && volspec_subpath_check(e->subpath, why, sizeof(why)) < 0)
-		return refuse(err, errlen, "%s", why);
+		return err_invalid(err, errlen, "%s", why);
 	if (e->is_file && !e->subpath[0])
-		return refuse(err, errlen, "a file entry needs a subpath naming the file");
+		return err_invalid(err, errlen, "a file entry needs a subpath naming the file");
 	if (volspec_guest_path(target, e->target, sizeof(e->target), why, sizeof(why)) < 0)
-		return refuse(err, errlen, "target: %s", why);
+		return err_invalid(err, errlen, "target: %s", why);
 	return 0;
 }
 
@@ -143,16 +135,16 @@ int vol_read(FILE *in, struct vol_entry **out, size_t *n, char *err, size_t errl
 	while ((len = read_line_limited(in, line, VOL_LINE_MAX + 1)) != 0) {
 		lineno++;
 		if (len == -E2BIG)
-			return refuse(err, errlen, "line %d: longer than %d bytes", lineno, VOL_LINE_MAX);
+			return err_invalid(err, errlen, "line %d: longer than %d bytes", lineno, VOL_LINE_MAX);
 		if (len < 0)
 			return (int)len;
 		size_t l = strlen(line);
 		if (!l)
 			continue;
 		if (count == VOL_ENTRIES_MAX)
-			return refuse(err, errlen, "more than %d entries", VOL_ENTRIES_MAX);
+			return err_invalid(err, errlen, "more than %d entries", VOL_ENTRIES_MAX);
 		if (!utf8_valid(line, l))
-			return refuse(err, errlen, "line %d: not valid UTF-8", lineno);
+			return err_invalid(err, errlen, "line %d: not valid UTF-8", lineno);
 		struct json_tokener *tok = json_tokener_new_ex(VOL_JSON_DEPTH);
 		if (!tok)
 			return -ENOMEM;
@@ -162,19 +154,19 @@ int vol_read(FILE *in, struct vol_entry **out, size_t *n, char *err, size_t errl
 		size_t used = json_tokener_get_parse_end(tok);
 		json_tokener_free(tok);
 		if (!o || jerr != json_tokener_success || used != l || !json_object_is_type(o, json_type_object))
-			return refuse(err, errlen, "line %d: not one JSON object: %s", lineno,
-				      jerr != json_tokener_success ? json_tokener_error_desc(jerr)
-								   : "trailing data or not an object");
+			return err_invalid(err, errlen, "line %d: not one JSON object: %s", lineno,
+					   jerr != json_tokener_success ? json_tokener_error_desc(jerr)
+									: "trailing data or not an object");
 		struct vol_entry *nv = realloc(v, (count + 1) * sizeof(*v));
 		if (!nv)
 			return -ENOMEM;
 		v = nv;
 		if (vol_entry_from_json(o, &v[count], why, sizeof(why)) < 0)
-			return refuse(err, errlen, "line %d: %s", lineno, why);
+			return err_invalid(err, errlen, "line %d: %s", lineno, why);
 		for (size_t j = 0; j < count; j++)
 			if (!strcmp(v[j].target, v[count].target) || !strcmp(v[j].tag, v[count].tag))
-				return refuse(err, errlen, "entries %zu and %zu share a target or a tag", j + 1,
-					      count + 1);
+				return err_invalid(err, errlen, "entries %zu and %zu share a target or a tag", j + 1,
+						   count + 1);
 		count++;
 	}
 	*out = steal_ptr(v);
@@ -230,29 +222,29 @@ int vol_gate(const char *home, int homefd, int volfd, struct vol_entry *e, int *
 	struct stat st;
 
 	if (vol_source_path(home, e, want, sizeof(want)) < 0)
-		return refuse(err, errlen, "volume source path is too long");
+		return err_invalid(err, errlen, "volume source path is too long");
 	if (e->source[0] && strcmp(e->source, want))
-		return refuse(err, errlen,
-			      "volume source '%s' is not the managed %s volume '%s'%s%s (that is '%s'); managed roots: "
-			      "'%s/" VOL_STORE_DIR "/" VOL_ROOT_ANONYMOUS "' and '%s/" VOL_STORE_DIR "/" VOL_ROOT_NAMED
-			      "'",
-			      e->source, e->kind == VOL_NAMED ? "named" : "anonymous", e->name,
-			      e->subpath[0] ? " subpath " : "", e->subpath, want, home, home);
+		return err_invalid(
+			err, errlen,
+			"volume source '%s' is not the managed %s volume '%s'%s%s (that is '%s'); managed roots: "
+			"'%s/" VOL_STORE_DIR "/" VOL_ROOT_ANONYMOUS "' and '%s/" VOL_STORE_DIR "/" VOL_ROOT_NAMED "'",
+			e->source, e->kind == VOL_NAMED ? "named" : "anonymous", e->name,
+			e->subpath[0] ? " subpath " : "", e->subpath, want, home, home);
 	cleanup_close int volroot = vol_open_root(volfd, e->kind, e->name);
 	if (volroot < 0)
 		fd = volroot;
 	else if (vol_sized(homefd, e) && !fd_is_mount_root(volroot))
-		return refuse(err, errlen,
-			      "volume '%s' has a size limit but its filesystem is not mounted; run 'box setup'",
-			      e->name);
+		return err_invalid(err, errlen,
+				   "volume '%s' has a size limit but its filesystem is not mounted; run 'box setup'",
+				   e->name);
 	else if (e->subpath[0])
 		fd = open_beneath_noxdev(volroot, e->subpath, O_PATH | O_NOFOLLOW, 0);
 	else
 		fd = steal_fd(&volroot);
 	if (fd == -ENOENT || fd == -ENOTDIR)
-		return refuse(err, errlen, "volume source '%s' does not exist", want);
+		return err_invalid(err, errlen, "volume source '%s' does not exist", want);
 	if (fd == -ELOOP || fd == -EXDEV)
-		return refuse(
+		return err_invalid(
 			err, errlen,
 			"volume source '%s' goes through a symlink or a mount; it could resolve outside the volume",
 			want);
@@ -261,8 +253,8 @@ int vol_gate(const char *home, int homefd, int volfd, struct vol_entry *e, int *
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (e->is_file ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))
-		return refuse(err, errlen, "volume source '%s' is not a %s as its type says", want,
-			      e->is_file ? "regular file" : "directory");
+		return err_invalid(err, errlen, "volume source '%s' is not a %s as its type says", want,
+				   e->is_file ? "regular file" : "directory");
 	snprintf(e->source, sizeof(e->source), "%s", want);
 	*pinned = steal_fd(&fd);
 	return 0;
