@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static bool is_mount_root_at(int dirfd, const char *name)
 {
@@ -21,6 +22,18 @@ static bool is_mount_root_at(int dirfd, const char *name)
 	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &sx) < 0)
 		return false;
 	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+/* Not root: a directory of ours without rwx for us (an archive's 0555 or
+ * 0000) cannot be read, emptied or moved to another parent: give us rwx on
+ * it first. Root needs none of this and changes nothing. */
+static void own_dir_usable(int dirfd, const char *name, const struct stat *st)
+{
+	if (geteuid() == 0 || st->st_uid != geteuid() || (st->st_mode & 0700) == 0700)
+		return;
+	if (fchmodat(dirfd, name, (st->st_mode & 07777) | 0700, AT_SYMLINK_NOFOLLOW) < 0) {
+		/* best effort: the removal then reports what it cannot do */
+	}
 }
 
 /* Empty dir (an open directory inside top) of everything but directories;
@@ -56,6 +69,7 @@ static int flatten_into(int top, int dir, dev_t dev, unsigned long *counter, boo
 			*busy = true;
 			continue;
 		}
+		own_dir_usable(dir, e->d_name, &st);
 		for (int tries = 0; tries < 1000; tries++) {
 			char name[64];
 			snprintf(name, sizeof(name), ".rm-%lu", (*counter)++);
@@ -78,6 +92,10 @@ int rm_tree_at(int parent, const char *name)
 {
 	cleanup_close int top = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
+	if (top < 0 && errno == EACCES && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+		own_dir_usable(parent, name, &st);
+		top = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
 	unsigned long counter = 0;
 	bool busy = false;
 	int r = 0;
@@ -93,6 +111,9 @@ int rm_tree_at(int parent, const char *name)
 		return -errno;
 	if (fd_is_mount_root(top))
 		return -EBUSY;
+	if (geteuid() != 0 && st.st_uid == geteuid() && (st.st_mode & 0700) != 0700 &&
+	    fchmod(top, (st.st_mode & 07777) | 0700) < 0)
+		return -errno;
 	/* bounded: a tree only shrinks or moves up; a writer racing us (there
 	 * should be none: the run's processes are dead) cannot keep us forever */
 	for (long pass = 0;; pass++) {
@@ -125,6 +146,7 @@ int rm_tree_at(int parent, const char *name)
 					r = r ? r : -errno;
 				continue;
 			}
+			own_dir_usable(top, e->d_name, &cst);
 			int sub = openat(top, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub < 0)
 				continue;

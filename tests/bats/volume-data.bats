@@ -22,6 +22,7 @@ setup() {
 }
 
 teardown() {
+	if [ -f "$BATS_TEST_TMPDIR/nonroot-dir" ]; then rm -rf "$(cat "$BATS_TEST_TMPDIR/nonroot-dir")"; fi
 	sandboxes_teardown
 }
 
@@ -605,6 +606,34 @@ paused_export() {
 	run -1 --separate-stderr timeout 60 bash -c "set -o pipefail; box volume export data | tar -tf -"
 	assert_eq "$output" "ok"
 	assert_contains "$stderr" "'huge' is sparse"
+}
+
+@test "not root: an archive with read-only directories fails to import and leaves nothing" {
+	local d
+	d=$(mktemp -d /tmp/bx-nonroot.XXXXXX)
+	echo "$d" >"$BATS_TEST_TMPDIR/nonroot-dir"
+	chown nobody:nogroup "$d"
+	local as=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	"${as[@]}" mkdir -p -m 0700 "$d/home/volumes/named/vv"
+	"${as[@]}" touch "$d/home/volumes/named/vv/kept"
+	# x/ 0555 holding a file, y/ 0000 holding a directory: this user can
+	# neither move them into the volume nor, without care, remove them
+	python3 - "$d/ro.tar" <<'EOP'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+    def add(name, mode, data=None, typ=tarfile.REGTYPE):
+        i = tarfile.TarInfo(name); i.mode = mode; i.type = typ
+        i.size = len(data) if data else 0
+        t.addfile(i, io.BytesIO(data) if data else None)
+    add("x", 0o555, typ=tarfile.DIRTYPE)
+    add("x/f", 0o644, b"f\n")
+    add("y", 0o000, typ=tarfile.DIRTYPE)
+    add("y/z", 0o555, typ=tarfile.DIRTYPE)
+EOP
+	run --separate-stderr "${as[@]}" "$BIN_DIR/volume-tar" import --home "$d/home" vv <"$d/ro.tar"
+	[ "$status" -ne 0 ] || { echo "imported: $output" >&2; false; }
+	assert_eq "$(ls -A "$d/home/volumes/named/vv")" kept "the volume"
+	rm -rf "$d"
 }
 
 # ---- with a VM -----------------------------------------------------------------------------
