@@ -186,16 +186,20 @@ static inline void json_putp(struct json_object **o)
 }
 
 /* ---- atomic file install ---- */
-/* Write data to dirfd/name atomically: temp file in the same directory,
- * write, fsync, fchmod(mode), renameat. Unlinks the temp on failure. */
 /* A regular file of at most max bytes, whole, NUL-terminated (*out is
  * malloc'd); -EINVAL when it is not a regular file, -EFBIG when larger. */
 int read_small_file(const char *path, size_t max, char **out, size_t *len);
+/* Write data to dirfd/name atomically: temp file in the same directory,
+ * write, fsync, fchmod(mode), renameat. Unlinks the temp on failure. */
 int write_file_atomic(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 
 /* ---- processes ---- */
 /* The directory this program's binary is in (from /proc/self/exe). */
 int self_dir(char *out, size_t outlen);
+/* A program name as exec would find it: a name with a '/' as it is, else
+ * the first executable DIR/name along $PATH (/usr/bin:/bin when unset).
+ * 0 with the path in out, or -errno (-ENOENT when none). */
+int path_lookup(const char *name, char *out, size_t outlen);
 /* Run path with argv (stdin /dev/null, signals unblocked), capture its stdout
  * (and stderr too when merge_stderr) into out, NUL-terminated, at most
  * outlen-1 bytes (the rest is read and dropped). Returns the exit status,

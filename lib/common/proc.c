@@ -12,6 +12,23 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+int path_lookup(const char *name, char *out, size_t outlen)
+{
+	if (strchr(name, '/')) {
+		if ((size_t)snprintf(out, outlen, "%s", name) >= outlen)
+			return -ENAMETOOLONG;
+		return access(out, X_OK) == 0 ? 0 : -errno;
+	}
+	const char *path = getenv("PATH");
+	for (const char *c = path && *path ? path : "/usr/bin:/bin"; *c;) {
+		const char *e = strchrnul(c, ':');
+		if ((size_t)snprintf(out, outlen, "%.*s/%s", (int)(e - c), c, name) < outlen && access(out, X_OK) == 0)
+			return 0;
+		c = *e ? e + 1 : e;
+	}
+	return -ENOENT;
+}
+
 int self_dir(char *out, size_t outlen)
 {
 	char exe[PATH_MAX];

@@ -30,39 +30,13 @@ static int probe_key(const char *qemu, const char *kernel, char *out, size_t out
 		return -errno;
 	if (qemu[0] == '/')
 		snprintf(qpath, sizeof(qpath), "%s", qemu);
-	else {
-		/* resolve through PATH */
-		const char *path = getenv("PATH");
-		cleanup_free char *p = strdup(path ? path : "/usr/bin:/bin");
-		for (char *save = NULL, *d = strtok_r(p, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-			snprintf(qpath, sizeof(qpath), "%s/%s", d, qemu);
-			if (access(qpath, X_OK) == 0)
-				break;
-			qpath[0] = 0;
-		}
-	}
+	else if (path_lookup(qemu, qpath, sizeof(qpath)) < 0)
+		qpath[0] = 0;
 	if (!qpath[0] || stat(qpath, &sq) < 0)
 		return -ENOENT;
 	snprintf(out, outlen, "%s|%s|%lu:%ld|%s|%lu:%ld", u.release, qpath, (unsigned long)sq.st_ino, (long)sq.st_mtime,
 		 kernel, (unsigned long)sk.st_ino, (long)sk.st_mtime);
 	return 0;
-}
-
-/* name, or its path through PATH */
-static int which(const char *name, char *out, size_t outlen)
-{
-	if (strchr(name, '/')) {
-		snprintf(out, outlen, "%s", name);
-		return 0;
-	}
-	const char *path = getenv("PATH");
-	cleanup_free char *p = strdup(path && *path ? path : "/usr/bin:/bin");
-	for (char *save = NULL, *d = p ? strtok_r(p, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
-		snprintf(out, outlen, "%s/%s", d, name);
-		if (access(out, X_OK) == 0)
-			return 0;
-	}
-	return -ENOENT;
 }
 
 /* Boot the kernel under KVM; true when it reaches its root mount in time. */
@@ -75,7 +49,7 @@ static bool kvm_boots(const char *qemu, const char *kernel, double *secs)
 	size_t have = 0;
 
 	char qpath[4096];
-	if (which(qemu, qpath, sizeof(qpath)) < 0 || pipe2(p, O_CLOEXEC) < 0)
+	if (path_lookup(qemu, qpath, sizeof(qpath)) < 0 || pipe2(p, O_CLOEXEC) < 0)
 		return false;
 	int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -537,15 +537,7 @@ int vm_start(struct vm *vm)
 	/* the QEMU binary: in the jail, or (unjailed) through PATH */
 	char qpath[PATH_MAX] = "";
 	if (!vm->jailed && !strchr(arg.qemu, '/')) {
-		const char *path = getenv("PATH");
-		cleanup_free char *pp = strdup(path && *path ? path : "/usr/bin:/bin");
-		for (char *save = NULL, *d = pp ? strtok_r(pp, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
-			snprintf(qpath, sizeof(qpath), "%s/%s", d, arg.qemu);
-			if (access(qpath, X_OK) == 0)
-				break;
-			qpath[0] = 0;
-		}
-		if (!qpath[0])
+		if (path_lookup(arg.qemu, qpath, sizeof(qpath)) < 0)
 			return log_error("'%s' not found in PATH", arg.qemu), EXIT_LAUNCH;
 	} else
 		snprintf(qpath, sizeof(qpath), "%s", vm->jailed ? vm->vmm_in : arg.qemu);

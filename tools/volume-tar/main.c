@@ -906,23 +906,6 @@ static int import_stream(struct imp *im)
 	}
 }
 
-/* CMD of "import -- CMD": a path, or a name looked up in $PATH */
-static int find_program(const char *cmd, char *out, size_t outlen)
-{
-	if (strchr(cmd, '/')) {
-		snprintf(out, outlen, "%s", cmd);
-		return access(out, X_OK) == 0 ? 0 : -errno;
-	}
-	const char *path = getenv("PATH");
-	for (const char *c = path && *path ? path : "/usr/bin:/bin"; *c;) {
-		const char *e = strchrnul(c, ':');
-		if ((size_t)snprintf(out, outlen, "%.*s/%s", (int)(e - c), c, cmd) < outlen && access(out, X_OK) == 0)
-			return 0;
-		c = *e ? e + 1 : e;
-	}
-	return -ENOENT;
-}
-
 extern char **environ;
 
 /* Start the producer: its stdout is the archive; stdin and stderr are ours. */
@@ -930,7 +913,7 @@ static int start_producer(struct imp *im)
 {
 	char path[PATH_MAX], err[512];
 	int p[2];
-	if (find_program(arg.producer[0], path, sizeof(path)) < 0) {
+	if (path_lookup(arg.producer[0], path, sizeof(path)) < 0) {
 		log_error("cannot run '%s': not found", arg.producer[0]);
 		return EXIT_REFUSED;
 	}
