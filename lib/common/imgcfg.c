@@ -120,26 +120,30 @@ static struct json_object *key_of(struct json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? v : NULL;
 }
 
+/* key, when the config has it, must be the string want */
+static int expect(struct json_object *root, const char *key, const char *want, char *err, size_t errlen)
+{
+	struct json_object *v = key_of(root, key);
+	int r;
+	if (!v)
+		return 0;
+	if ((r = str_ok(v, key, err, errlen)) < 0)
+		return r;
+	if (strcmp(json_object_get_string(v), want))
+		return err_invalid(err, errlen, "the image is for %s '%.64s', not %s", key, json_object_get_string(v),
+				   want);
+	return 0;
+}
+
 static int parse_config(struct json_object *root, struct imgcfg *c, char *err, size_t errlen)
 {
 	struct json_object *v, *cfg = NULL;
 	int r;
 	if (!json_object_is_type(root, json_type_object))
 		return err_invalid(err, errlen, "the image config is not a JSON object");
-	if (json_object_object_get_ex(root, "architecture", &v)) {
-		if ((r = str_ok(v, "architecture", err, errlen)) < 0)
-			return r;
-		if (strcmp(json_object_get_string(v), "amd64"))
-			return err_invalid(err, errlen, "the image is for architecture '%.64s', not amd64",
-					   json_object_get_string(v));
-	}
-	if (json_object_object_get_ex(root, "os", &v)) {
-		if ((r = str_ok(v, "os", err, errlen)) < 0)
-			return r;
-		if (strcmp(json_object_get_string(v), "linux"))
-			return err_invalid(err, errlen, "the image is for os '%.64s', not linux",
-					   json_object_get_string(v));
-	}
+	if ((r = expect(root, "architecture", "amd64", err, errlen)) < 0 ||
+	    (r = expect(root, "os", "linux", err, errlen)) < 0)
+		return r;
 	/* OCI's "config"; Docker's v1 blobs carry the same under "config" too */
 	if (!json_object_object_get_ex(root, "config", &cfg) || json_object_is_type(cfg, json_type_null))
 		return 0;

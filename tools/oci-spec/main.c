@@ -36,7 +36,6 @@ static struct {
 	const char *cwd;
 	const char *env[MAX_LIST];
 	int nenv;
-	unsigned uid, gid;
 	const char *user; /* as given: resolved in build() */
 	const char *image_config, *passwd, *group;
 	const char *entrypoint; /* --entrypoint: replaces the image's (and its Cmd) */
@@ -94,7 +93,8 @@ static void usage(FILE *f)
 	      f);
 }
 
-static int parse_numeric_user(const char *s)
+/* UID[:GID] in numbers (GID defaults to UID) into *ids */
+static int parse_numeric_user(const char *s, struct user_ids *ids)
 {
 	char *end;
 	unsigned long u, g;
@@ -111,8 +111,8 @@ static int parse_numeric_user(const char *s)
 	}
 	if (*end)
 		return -1;
-	arg.uid = (unsigned)u;
-	arg.gid = (unsigned)g;
+	ids->uid = (unsigned)u;
+	ids->gid = (unsigned)g;
 	return 0;
 }
 
@@ -691,14 +691,12 @@ static int plan_process(struct proc_plan *p)
 			return EXIT_REFUSED;
 		}
 	} else if (spec) {
-		if (parse_numeric_user(spec) < 0) {
+		if (parse_numeric_user(spec, &p->ids) < 0) {
 			log_error("user '%s': names need the image's accounts (--passwd, --group); else UID[:GID] "
 				  "numbers",
 				  spec);
 			return EXIT_REFUSED;
 		}
-		p->ids.uid = arg.uid;
-		p->ids.gid = arg.gid;
 	}
 
 	/* the command: Docker's rules. --entrypoint replaces the image's
