@@ -72,6 +72,9 @@ void log_set_level(enum log_level lvl); /* -v raises to debug */
 enum log_level log_get_level(void);
 const char *log_prog(void);
 void log_msg(enum log_level lvl, const char *fmt, ...) _printf_(2, 3);
+/* also hand each line's message (without the prefix) to sink: an OCI
+ * runtime's --log file */
+void log_set_sink(void (*sink)(enum log_level lvl, const char *msg));
 /* From now on, log lines go into a bounded queue (64 KiB) that a thread of
  * their own writes to stderr: a caller that stops reading stderr never
  * blocks the logger; lines that do not fit are dropped. 0 or -errno. */

@@ -37,6 +37,29 @@ static bool str_list(struct json_object *a, bool env)
 	return true;
 }
 
+static bool id_ok(struct json_object *v)
+{
+	return v && json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0 &&
+	       json_object_get_int64(v) <= 4294967294LL;
+}
+
+/* {"uid":N,"gid":N,"additionalGids":[N...]}: the user an exec runs as */
+static bool user_ok(struct json_object *u)
+{
+	struct json_object *v;
+	if (!json_object_is_type(u, json_type_object) || !json_object_object_get_ex(u, "uid", &v) || !id_ok(v) ||
+	    !json_object_object_get_ex(u, "gid", &v) || !id_ok(v))
+		return false;
+	if (!json_object_object_get_ex(u, "additionalGids", &v))
+		return true;
+	if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > GUEST_EXEC_GROUPS_MAX)
+		return false;
+	for (size_t i = 0; i < json_object_array_length(v); i++)
+		if (!id_ok(json_object_array_get_idx(v, i)))
+			return false;
+	return true;
+}
+
 static int fail(char *err, size_t errlen, int r, const char *msg)
 {
 	snprintf(err, errlen, "%s", msg);
@@ -76,6 +99,11 @@ int exec_spec_build(struct json_object *cfg, const char *req, size_t len, char *
 		    (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
 		     json_object_get_int64(v) > 65535))
 			return fail(err, errlen, -EINVAL, "rows and cols are 0 to 65535");
+
+	if (json_object_object_get_ex(spec, "user", &v) && !user_ok(v))
+		return fail(err, errlen, -EINVAL,
+			    "user is not {\"uid\":N,\"gid\":N,\"additionalGids\":[N,...]} with ids 0 to 4294967294 "
+			    "and not too many groups)");
 
 	/* environment: the config's, then the request's (the same name wins) */
 	if (cfg)

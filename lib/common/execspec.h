@@ -10,7 +10,9 @@
  * most GUEST_EXEC_MAX bytes, no NUL byte, depth at most 16; "args" a
  * non-empty list of strings; "env" a list of NAME=VALUE strings (NAME of
  * [A-Za-z_][A-Za-z0-9_]*); "cwd" an absolute path; "tty" a boolean; "rows"
- * and "cols" 0 to 65535; other keys ignored. Then build the spec: the
+ * and "cols" 0 to 65535; "user" {"uid","gid","additionalGids"} (ids 0 to
+ * 4294967294, at most GUEST_EXEC_GROUPS_MAX groups: the exec runs as that user,
+ * which the container's init must be allowed to become); other keys ignored. Then build the spec: the
  * config's process environment with the request's on top (the same name
  * wins), the config's directory unless the request names one. 0 and *out
  * (malloc'd), or -EINVAL / -E2BIG / -ENOMEM with a message in err. */

@@ -27,7 +27,9 @@
  *                  network namespace)
  *   guest -> host  READY  the container is up: execs may come (keep mode)
  *   host -> guest  EXEC   (stream s) {"args":[...],"env":[...],"cwd":"/",
- *                         "tty":bool,"rows":N,"cols":N}: start a process
+ *                         "tty":bool,"rows":N,"cols":N,"user":{"uid":N,
+ *                         "gid":N,"additionalGids":[N,...]}}: start a process
+ *                         ("user" optional: the container's own otherwise)
  *   guest -> host  WINDOW (stream s, 4 bytes: n) the host may send n more
  *                  stdin bytes to s (the first window is STDIN_WINDOW,
  *                  granted when the stream starts)
@@ -67,6 +69,22 @@
 #define PLAN_NET_MTU "mtu"
 #define PLAN_NET_DNS "dns"
 #define GUEST_NET_IF "eth0"
+/* Files of the container's /etc given by the host (an OCI runtime passes
+ * the engine's /etc/hosts, /etc/hostname, /etc/resolv.conf): annotations of
+ * the OCI config, CONFIG_ETC_PREFIX + NAME -> the file's content (at most
+ * CONFIG_ETC_MAX bytes, no NUL); the guest init writes each into the
+ * container's /etc before crun starts it (after the network's own). */
+#define CONFIG_ETC_PREFIX "org.boxkit.etc."
+#define CONFIG_ETC_MAX (64u << 10)
+#define CONFIG_ETC_FILES 3
+static inline int config_etc_name_valid(const char *n, size_t len)
+{
+	static const char *const names[CONFIG_ETC_FILES] = { "hosts", "hostname", "resolv.conf" };
+	for (int i = 0; i < CONFIG_ETC_FILES; i++)
+		if (strlen(names[i]) == len && !strncmp(names[i], n, len))
+			return 1;
+	return 0;
+}
 #define FRAME_HDR 9
 #define FRAME_MAX (1u << 20)	  /* a plan */
 #define FRAME_DATA_MAX (1u << 16) /* stdin, stdout, stderr */
@@ -74,6 +92,7 @@
 #define OUTPUT_WINDOW (1u << 16)  /* what the host buffers per process (stdout+stderr) */
 #define GUEST_STREAMS_MAX 64	  /* processes at once, stream 0 included */
 #define GUEST_EXEC_MAX (1u << 16) /* an EXEC frame's JSON */
+#define GUEST_EXEC_GROUPS_MAX 64  /* an EXEC's "user": supplementary groups */
 
 enum frame_type {
 	/* guest -> host */

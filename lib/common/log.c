@@ -172,6 +172,12 @@ void sanitize_text(char *s, size_t n)
 	}
 }
 
+static void (*log_sink)(enum log_level, const char *);
+void log_set_sink(void (*sink)(enum log_level lvl, const char *msg))
+{
+	log_sink = sink;
+}
+
 static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
@@ -191,6 +197,8 @@ static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 	 * their control characters reaches a terminal */
 	sanitize_text(buf + n, sizeof(buf) - (size_t)n);
 	emit(buf);
+	if (log_sink)
+		log_sink(lvl, buf + n);
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)

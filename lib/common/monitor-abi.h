@@ -10,7 +10,8 @@
  * its process in the guest):
  *
  *   client -> monitor  EXEC {"args":[...],"env":["K=V",...],"cwd":"/dir",
- *                      "tty":bool,"rows":N,"cols":N} first: start a process.
+ *                      "tty":bool,"rows":N,"cols":N,"user":{...}} first:
+ *                      start a process ("user" as for the guest's EXEC).
  *                      "env" adds to (and overrides) the sandbox's own
  *                      environment; "cwd" defaults to the sandbox's.
  *                      Then STDIN (within the window), STDIN_EOF, SIGNAL,

@@ -97,8 +97,8 @@ own_procs() {
 	for p in /proc/[0-9]*; do
 		st=$(cut -d' ' -f3 "$p/stat" 2>/dev/null) || continue
 		[ "$st" = Z ] && continue
-		if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -q "^BOXKIT_RUN_DIR=$home/run/" ||
-			tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "^[^ ]*vm-launch --home $home "; then
+		if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -q "^BOXKIT_RUN_DIR=$home/run/" ||
+			tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q "^[^ ]*vm-launch --home $home "; then
 			echo "${p#/proc/}"
 		fi
 	done

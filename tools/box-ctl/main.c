@@ -21,6 +21,7 @@
 
 static struct {
 	const char *cmd, *home, *run;
+	const char *process; /* --process FILE: an OCI process object (an OCI runtime's) */
 	bool interactive, tty;
 	const char *workdir;
 	const char **env;
@@ -45,6 +46,10 @@ static void usage(FILE *f)
 	      "                      raw and is restored at exit; the window size follows\n"
 	      "  -e, --env K=V       environment, on top of the sandbox's (repeatable)\n"
 	      "  -w, --workdir DIR   working directory (default: the sandbox's)\n"
+	      "  --process FILE      the command as an OCI runtime-spec process object (args,\n"
+	      "                      env, cwd, user, terminal) instead of CMD, -e, -w, -t;\n"
+	      "                      stdin is relayed and every signal that can be caught\n"
+	      "                      (not CHLD, PIPE, WINCH, faults) goes on, however often\n"
 	      "stop: every process gets SIGTERM, SIGKILL after the grace, then the VM goes.\n"
 	      "  --time SECONDS      the grace (default 10)\n"
 	      "Common: --home DIR (or BOXKIT_HOME), --run ID (run-record find --name NAME),\n"
@@ -60,13 +65,19 @@ static void usage(FILE *f)
 
 static int parse_argv(int argc, char **argv)
 {
-	enum { O_HOME = 256, O_RUN, O_TIME };
+	enum { O_HOME = 256, O_RUN, O_TIME, O_PROCESS };
 	static const struct option opts[] = {
-		{ "home", required_argument, NULL, O_HOME }, { "run", required_argument, NULL, O_RUN },
-		{ "time", required_argument, NULL, O_TIME }, { "interactive", no_argument, NULL, 'i' },
-		{ "tty", no_argument, NULL, 't' },	     { "env", required_argument, NULL, 'e' },
-		{ "workdir", required_argument, NULL, 'w' }, { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },	     { 0 },
+		{ "home", required_argument, NULL, O_HOME },
+		{ "run", required_argument, NULL, O_RUN },
+		{ "time", required_argument, NULL, O_TIME },
+		{ "interactive", no_argument, NULL, 'i' },
+		{ "process", required_argument, NULL, O_PROCESS },
+		{ "tty", no_argument, NULL, 't' },
+		{ "env", required_argument, NULL, 'e' },
+		{ "workdir", required_argument, NULL, 'w' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	int c;
 	char *end;
@@ -91,6 +102,7 @@ static int parse_argv(int argc, char **argv)
 		switch (c) {
 		case O_HOME: arg.home = optarg; break;
 		case O_RUN: arg.run = optarg; break;
+		case O_PROCESS: arg.process = optarg; break;
 		case O_TIME:
 			arg.stop_time = strtod(optarg, &end);
 			if (*end || end == optarg || !(arg.stop_time >= 0) || arg.stop_time > 600) {
@@ -130,7 +142,13 @@ static int parse_argv(int argc, char **argv)
 	arg.argv = argv + optind;
 	arg.argc = argc - optind;
 	bool is_exec = !strcmp(arg.cmd, "exec");
-	if (is_exec && arg.argc == 0) {
+	if (arg.process && (!is_exec || arg.argc || arg.tty || arg.nenv || arg.workdir)) {
+		log_error("--process is for exec, instead of CMD, -t, -e and -w");
+		return -1;
+	}
+	if (arg.process)
+		arg.interactive = true;
+	if (is_exec && arg.argc == 0 && !arg.process) {
 		log_error("no command given: box-ctl exec --run ID [OPTIONS] -- CMD [ARG...]");
 		return -1;
 	}
@@ -145,6 +163,72 @@ static int parse_argv(int argc, char **argv)
 	if (arg.tty && !isatty(STDIN_FILENO)) {
 		log_error("-t needs a terminal on stdin (run it from one, or leave out -t)");
 		return -1;
+	}
+	return 0;
+}
+
+/* --process: the signals relayed (every one a process can catch but those
+ * of the relay itself and the synchronous faults) */
+static bool relayed(int sig)
+{
+	if (!arg.process) {
+		static const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+		for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
+			if (fwd[i] == sig)
+				return true;
+		return false;
+	}
+	switch (sig) {
+	case SIGKILL:
+	case SIGSTOP:
+	case SIGCHLD:
+	case SIGPIPE:
+	case SIGWINCH:
+	case SIGSEGV:
+	case SIGBUS:
+	case SIGFPE:
+	case SIGILL:
+	case SIGTRAP:
+	case SIGSYS: return false;
+	default: return sig >= 1 && sig < 32;
+	}
+}
+
+/* --process FILE into the exec request: args, env, cwd, user, terminal */
+static int process_spec(struct json_object *spec)
+{
+	cleanup_free char *text = NULL;
+	size_t len = 0;
+	int r = read_small_file(arg.process, 4 * GUEST_EXEC_MAX, &text, &len);
+	if (r < 0)
+		return log_sys(r, "cannot read the process '%s'", arg.process);
+	struct json_tokener *tok = json_tokener_new_ex(16);
+	cleanup_json struct json_object *p = tok ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
+	if (tok)
+		json_tokener_free(tok);
+	struct json_object *v, *u;
+	if (!p || !json_object_is_type(p, json_type_object))
+		return log_error("the process '%s' is not a JSON object", arg.process), -EINVAL;
+	if (!json_object_object_get_ex(p, "args", &v) || !json_object_is_type(v, json_type_array) ||
+	    !json_object_array_length(v))
+		return log_error("the process '%s' has no args", arg.process), -EINVAL;
+	json_object_object_add(spec, "args", json_object_get(v));
+	if (json_object_object_get_ex(p, "env", &v))
+		json_object_object_add(spec, "env", json_object_get(v));
+	if (json_object_object_get_ex(p, "cwd", &v))
+		json_object_object_add(spec, "cwd", json_object_get(v));
+	if (json_object_object_get_ex(p, "user", &u) && json_object_is_type(u, json_type_object)) {
+		struct json_object *o = json_object_new_object();
+		static const char *const keys[] = { "uid", "gid", "additionalGids" };
+		for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+			if (json_object_object_get_ex(u, keys[i], &v))
+				json_object_object_add(o, keys[i], json_object_get(v));
+		json_object_object_add(spec, "user", o);
+	}
+	if (json_object_object_get_ex(p, "terminal", &v) && json_object_get_boolean(v)) {
+		if (!isatty(STDIN_FILENO))
+			return log_error("the process wants a terminal, but stdin is not one"), -EINVAL;
+		arg.tty = true;
 	}
 	return 0;
 }
@@ -233,7 +317,6 @@ static int send_u32(int fd, char type, uint32_t v)
 
 static int handle_signals(int sock, int *nsig)
 {
-	static const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 	char drain[64];
 	while (read(wake[0], drain, sizeof(drain)) > 0) {
 	}
@@ -246,17 +329,18 @@ static int handle_signals(int sock, int *nsig)
 			send_frame(sock, FR_WINSIZE, p, 4);
 		}
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(fwd); i++) {
-		if (!pending[fwd[i]])
+	for (int sig = 1; sig < 32; sig++) {
+		if (!pending[sig] || !relayed(sig))
 			continue;
-		pending[fwd[i]] = 0;
-		if (++*nsig >= 3) {
+		pending[sig] = 0;
+		/* an OCI runtime's kill may come any number of times */
+		if (!arg.process && ++*nsig >= 3) {
 			/* the monitor kills the command when we go */
-			log_error("signal %d a third time: leaving (the command is killed)", fwd[i]);
-			return 128 + fwd[i];
+			log_error("signal %d a third time: leaving (the command is killed)", sig);
+			return 128 + sig;
 		}
-		log_debug("passing signal %d on", fwd[i]);
-		send_u32(sock, FR_SIGNAL, (uint32_t)fwd[i]);
+		log_debug("passing signal %d on", sig);
+		send_u32(sock, FR_SIGNAL, (uint32_t)sig);
 	}
 	return 0;
 }
@@ -292,13 +376,20 @@ static int cmd_exec(void)
 	if ((r = connect_monitor(&sock)) < 0)
 		return EXIT_LAUNCH;
 	cleanup_json struct json_object *spec = json_object_new_object();
-	struct json_object *args = json_object_new_array(), *env = json_object_new_array();
-	for (int i = 0; i < arg.argc; i++)
-		json_object_array_add(args, json_object_new_string(arg.argv[i]));
-	for (int i = 0; i < arg.nenv; i++)
-		json_object_array_add(env, json_object_new_string(arg.env[i]));
-	json_object_object_add(spec, "args", args);
-	json_object_object_add(spec, "env", env);
+	if (arg.process) {
+		if (process_spec(spec) < 0) {
+			close(sock);
+			return EXIT_LAUNCH;
+		}
+	} else {
+		struct json_object *args = json_object_new_array(), *env = json_object_new_array();
+		for (int i = 0; i < arg.argc; i++)
+			json_object_array_add(args, json_object_new_string(arg.argv[i]));
+		for (int i = 0; i < arg.nenv; i++)
+			json_object_array_add(env, json_object_new_string(arg.env[i]));
+		json_object_object_add(spec, "args", args);
+		json_object_object_add(spec, "env", env);
+	}
 	if (arg.workdir)
 		json_object_object_add(spec, "cwd", json_object_new_string(arg.workdir));
 	json_object_object_add(spec, "tty", json_object_new_boolean(arg.tty));
@@ -498,10 +589,10 @@ static int tool_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0)
 		return log_sys(errno, "pipe"), EXIT_LAUNCH;
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
 	struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: writes return EINTR */
-	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
-		sigaction(sigs[i], &sa, NULL);
+	for (int sig = 1; sig < 32; sig++)
+		if (sig == SIGWINCH || relayed(sig))
+			sigaction(sig, &sa, NULL);
 	int r = !strcmp(arg.cmd, "exec") ? cmd_exec() : cmd_stop();
 	term_back();
 	return r;

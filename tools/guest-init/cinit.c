@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -130,6 +131,43 @@ static char **str_array(struct json_object *a, bool need_one)
 	return v;
 }
 
+/* An exec's "user" (checked by the monitor): its groups, gid and uid, set
+ * only where they differ from ours, so a container's own user needs no
+ * capability; another needs CAP_SETUID/CAP_SETGID in the container. */
+static int become(struct json_object *u)
+{
+	struct json_object *v;
+	gid_t groups[GUEST_EXEC_GROUPS_MAX], cur[GUEST_EXEC_GROUPS_MAX + 1];
+	size_t n = 0;
+	uid_t uid = json_object_object_get_ex(u, "uid", &v) ? (uid_t)json_object_get_int64(v) : getuid();
+	gid_t gid = json_object_object_get_ex(u, "gid", &v) ? (gid_t)json_object_get_int64(v) : getgid();
+	if (json_object_object_get_ex(u, "additionalGids", &v) && json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v) && n < GUEST_EXEC_GROUPS_MAX; i++)
+			groups[n++] = (gid_t)json_object_get_int64(json_object_array_get_idx(v, i));
+	int ncur = getgroups(GUEST_EXEC_GROUPS_MAX + 1, cur);
+	bool same = ncur == (int)n;
+	for (size_t i = 0; same && i < n; i++) {
+		bool found = false;
+		for (int j = 0; j < ncur && !found; j++)
+			found = cur[j] == groups[i];
+		same = found;
+	}
+	if (!same && setgroups(n, groups) < 0) {
+		fprintf(stderr, "box: error: cannot take the supplementary groups: %s\n", strerror(errno));
+		return -1;
+	}
+	if (gid != getgid() && setresgid(gid, gid, gid) < 0) {
+		fprintf(stderr, "box: error: cannot run as group %u: %s\n", (unsigned)gid, strerror(errno));
+		return -1;
+	}
+	if (uid != getuid() && setresuid(uid, uid, uid) < 0) {
+		fprintf(stderr, "box: error: cannot run as user %u: %s (the container's user cannot switch)\n",
+			(unsigned)uid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* In the child: never returns. */
 static void child(struct json_object *spec, bool tty, const char *slave, const int *fds)
 {
@@ -165,6 +203,8 @@ static void child(struct json_object *spec, bool tty, const char *slave, const i
 		fprintf(stderr, "box: error: a bad exec request\n");
 		_exit(125);
 	}
+	if (json_object_object_get_ex(spec, "user", &v) && become(v) < 0)
+		_exit(126);
 	if (chdir(cwd) < 0) {
 		fprintf(stderr, "box: error: cannot change to the working directory '%s': %s\n", cwd, strerror(errno));
 		_exit(126);

@@ -12,4 +12,7 @@ int gnet_up(struct json_object *net, char *err, size_t errlen);
 /* In the container's rootfs (a directory descriptor), resolved inside it:
  * /etc/hostname and /etc/hosts (always), /etc/resolv.conf (with net). */
 int gnet_files(int rootfd, struct json_object *net, const char *hostname, char *err, size_t errlen);
+/* The config's CONFIG_ETC_PREFIX annotations (guest-abi.h) as files of the
+ * container's /etc, over what gnet_files wrote. 0, or -errno. */
+int gnet_etc_files(int rootfd, struct json_object *annotations, char *err, size_t errlen);
 #endif

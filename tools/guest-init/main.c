@@ -230,6 +230,7 @@ static bool plan_tty;
 static int plan_rows, plan_cols;
 static struct json_object *plan_net; /* the plan's "net", or NULL: no network */
 static char *plan_hostname;
+static struct json_object *plan_annotations; /* the config's: /etc files (CONFIG_ETC_PREFIX) */
 
 static int jint(struct json_object *o, const char *key, int dflt)
 {
@@ -314,6 +315,8 @@ static void take_plan(const unsigned char *p, uint32_t len)
 		plan_net = json_object_get(v);
 	if (json_object_object_get_ex(cfg, "hostname", &v) && json_object_is_type(v, json_type_string))
 		plan_hostname = strdup(json_object_get_string(v));
+	if (json_object_object_get_ex(cfg, "annotations", &v) && json_object_is_type(v, json_type_object))
+		plan_annotations = json_object_get(v);
 	take_process(cfg);
 	const char *t = json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	plan_config = strdup(t ? t : "");
@@ -927,7 +930,10 @@ int main(int argc, char **argv)
 			die("network: %s: %s", why, strerror(-e));
 		if (rootfd < 0 || (e = gnet_files(rootfd, plan_net, plan_hostname, why, sizeof(why))) < 0)
 			die("network: %s: %s", rootfd < 0 ? "open the rootfs" : why, strerror(rootfd < 0 ? errno : -e));
+		if ((e = gnet_etc_files(rootfd, plan_annotations, why, sizeof(why))) < 0)
+			die("%s: %s", why, strerror(-e));
 		close(rootfd);
+		json_object_put(plan_annotations);
 		json_object_put(plan_net);
 		free(plan_hostname);
 	}

@@ -170,3 +170,36 @@ int gnet_files(int rootfd, struct json_object *net, const char *hostname, char *
 	close(etc);
 	return r;
 }
+
+int gnet_etc_files(int rootfd, struct json_object *annotations, char *err, size_t errlen)
+{
+	if (!annotations || !json_object_is_type(annotations, json_type_object))
+		return 0;
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV };
+	int etc = -1, r = 0;
+	json_object_object_foreach(annotations, key, val)
+	{
+		size_t plen = strlen(CONFIG_ETC_PREFIX);
+		if (r < 0 || strncmp(key, CONFIG_ETC_PREFIX, plen))
+			continue;
+		const char *name = key + plen;
+		if (!config_etc_name_valid(name, strlen(name)) || !json_object_is_type(val, json_type_string) ||
+		    (size_t)json_object_get_string_len(val) > CONFIG_ETC_MAX ||
+		    (size_t)json_object_get_string_len(val) != strlen(json_object_get_string(val))) {
+			errno = EINVAL;
+			snprintf(err, errlen, "the config's annotation '%s' is not an /etc file boxkit writes", key);
+			r = -EINVAL;
+			continue;
+		}
+		if (etc < 0 && (etc = (int)syscall(SYS_openat2, rootfd, "etc", &how, sizeof(how))) < 0) {
+			snprintf(err, errlen, "open /etc in the container");
+			r = -errno;
+			continue;
+		}
+		r = put(etc, name, json_object_get_string(val), err, errlen);
+	}
+	if (etc >= 0)
+		close(etc);
+	return r;
+}

@@ -47,6 +47,10 @@ static struct {
 	const char *output;
 	const char *bundle;
 	bool init;
+	unsigned group_add[IMGCFG_GROUPS_MAX]; /* --group-add: supplementary groups */
+	size_t ngroup_add;
+	const char *etc_name[CONFIG_ETC_FILES], *etc_path[CONFIG_ETC_FILES]; /* --etc-file */
+	int netc;
 	char **argv;
 	int argc;
 } arg = { .rootfs = "rootfs", .hostname = "boxkit", .seccomp = true };
@@ -76,6 +80,10 @@ static void usage(FILE *f)
 	      "  --serve             with --init: a sandbox's init that only serves execs, even\n"
 	      "                      when the image has a command\n"
 	      "  --hostname NAME     hostname (default boxkit)\n"
+	      "  --group-add GID     a supplementary group, numeric (repeatable)\n"
+	      "  --etc-file NAME=FILE the container's /etc/NAME (hosts, hostname, resolv.conf)\n"
+	      "                      is FILE's content, written by the guest init (an OCI\n"
+	      "                      runtime gives the engine's files this way)\n"
 	      "  --network MODE      none (default: a network namespace of its own, empty) or\n"
 	      "                      vm: the VM's own network (vm-launch --network user)\n"
 	      "  --terminal          allocate a terminal\n"
@@ -150,7 +158,9 @@ static int parse_argv(int argc, char **argv)
 		O_PASSWD,
 		O_GROUP,
 		O_ENTRY,
-		O_SERVE
+		O_SERVE,
+		O_GROUP_ADD,
+		O_ETC
 	};
 	static const struct option opts[] = {
 		{ "cap-add", required_argument, NULL, O_ADD },
@@ -174,6 +184,8 @@ static int parse_argv(int argc, char **argv)
 		{ "group", required_argument, NULL, O_GROUP },
 		{ "entrypoint", required_argument, NULL, O_ENTRY },
 		{ "serve", no_argument, NULL, O_SERVE },
+		{ "group-add", required_argument, NULL, O_GROUP_ADD },
+		{ "etc-file", required_argument, NULL, O_ETC },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -238,6 +250,41 @@ static int parse_argv(int argc, char **argv)
 			arg.entrypoint = optarg;
 			break;
 		case O_SERVE: arg.serve = true; break;
+		case O_GROUP_ADD: {
+			char *end;
+			errno = 0;
+			unsigned long g = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || errno || g > 4294967294ul || optarg[0] == '-') {
+				log_error("--group-add '%s' must be a numeric group id", optarg);
+				return -1;
+			}
+			if (arg.ngroup_add == IMGCFG_GROUPS_MAX) {
+				log_error("at most %d --group-add", IMGCFG_GROUPS_MAX);
+				return -1;
+			}
+			arg.group_add[arg.ngroup_add++] = (unsigned)g;
+			break;
+		}
+		case O_ETC: {
+			const char *eq = strchr(optarg, '=');
+			size_t n = eq ? (size_t)(eq - optarg) : 0;
+			if (!eq || !config_etc_name_valid(optarg, n) || !eq[1]) {
+				log_error("--etc-file '%s' must be NAME=FILE, NAME one of hosts, hostname, resolv.conf",
+					  optarg);
+				return -1;
+			}
+			for (int i = 0; i < arg.netc; i++)
+				if ((size_t)(arg.etc_path[i] - 1 - arg.etc_name[i]) == n &&
+				    !strncmp(arg.etc_name[i], optarg, n)) {
+					log_error("--etc-file '%.*s' given twice", (int)n, optarg);
+					return -1;
+				}
+			if (arg.netc == CONFIG_ETC_FILES)
+				return log_error("too many --etc-file"), -1;
+			arg.etc_name[arg.netc] = optarg; /* NAME=FILE: split when read */
+			arg.etc_path[arg.netc++] = eq + 1;
+			break;
+		}
 		case O_NETWORK:
 			if (strcmp(optarg, "none") && strcmp(optarg, "vm")) {
 				log_error("--network '%s': use none or vm", optarg);
@@ -699,6 +746,20 @@ static int plan_process(struct proc_plan *p)
 		}
 	}
 
+	/* --group-add: on top of the user's own groups, each once */
+	for (size_t i = 0; i < arg.ngroup_add; i++) {
+		bool have = false;
+		for (size_t j = 0; j < p->ids.nextra && !have; j++)
+			have = p->ids.extra[j] == arg.group_add[i];
+		if (have)
+			continue;
+		if (p->ids.nextra == IMGCFG_GROUPS_MAX) {
+			log_error("more than %d supplementary groups", IMGCFG_GROUPS_MAX);
+			return EXIT_REFUSED;
+		}
+		p->ids.extra[p->ids.nextra++] = arg.group_add[i];
+	}
+
 	/* the command: Docker's rules. --entrypoint replaces the image's
 	 * Entrypoint and drops its Cmd; a command given here replaces Cmd. */
 	if (!arg.serve) {
@@ -889,6 +950,29 @@ static int build(struct json_object **out)
 	if (arg.seccomp && !arg.privileged)
 		json_object_object_add(linux_, "seccomp", seccomp_profile(caps));
 	json_object_object_add(c, "linux", linux_);
+	/* --etc-file: the files the guest init writes into the container's /etc */
+	if (arg.netc) {
+		struct json_object *ann = json_object_new_object();
+		for (int i = 0; i < arg.netc; i++) {
+			cleanup_free char *text = NULL;
+			size_t len = 0;
+			char key[64];
+			int r = read_input("--etc-file", arg.etc_path[i], CONFIG_ETC_MAX, &text, &len);
+			if (!r && memchr(text, 0, len)) {
+				log_error("--etc-file '%s' holds a NUL byte", arg.etc_path[i]);
+				r = EXIT_REFUSED;
+			}
+			if (r) {
+				json_object_put(ann);
+				json_object_put(c);
+				return r;
+			}
+			snprintf(key, sizeof(key), CONFIG_ETC_PREFIX "%.*s",
+				 (int)(arg.etc_path[i] - 1 - arg.etc_name[i]), arg.etc_name[i]);
+			json_object_object_add(ann, key, json_object_new_string_len(text, (int)len));
+		}
+		json_object_object_add(c, "annotations", ann);
+	}
 	*out = c;
 	return 0;
 }

@@ -1,0 +1,203 @@
+#!/usr/bin/env bats
+# boxkit-runtime: boxkit as an OCI runtime, called by hand as a shim would
+# (a subreaper, a bundle, a pid file), and by the real engines (Docker,
+# Podman, containerd) started here: each in a network namespace and a mount
+# namespace of its own (its bridge, firewall and /etc/docker live and die
+# there), with its own data root. Images are made here from busybox-static.
+load helpers
+
+RT_TEST_ROOT=/tmp/bxrt.$$ # short: unix socket paths
+
+setup_file() {
+	[ "$(id -u)" = 0 ] || return 0
+	export R=$RT_TEST_ROOT
+	mkdir -p "$R"
+	# a busybox image tree (and tar for the engines)
+	local t=$R/tree a
+	mkdir -p "$t/bin" "$t/etc" "$t/tmp" "$t/www"
+	cp /bin/busybox "$t/bin/busybox"
+	for a in $(/bin/busybox --list); do [ -e "$t/bin/$a" ] || ln -s busybox "$t/bin/$a"; done
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >"$t/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$t/etc/group"
+	echo "served-from-the-vm" >"$t/www/index.html"
+	tar -C "$t" -cf "$R/busybox.tar" .
+}
+
+teardown_file() {
+	[ -n "${R:-}" ] || return 0
+	engines_stop
+	rm -rf "$R"
+}
+
+setup() {
+	need_root
+	[ -f "$TOP/build/kernels/lean/vmlinux" ] || skip "lean kernel not built: run 'make kernel-lean'"
+	[ -f "$TOP/build/images/system.ext4" ] || skip "guest images not built: run 'make image'"
+	export BOXKIT_HOME=$R/home BOXKIT_CACHE=$R/cache RTROOT=$R/state
+	mkdir -p "$BOXKIT_HOME"
+}
+
+# after every test: no VM, no monitor, no jail mount, no runtime state left
+teardown() {
+	[ -n "${BOXKIT_HOME:-}" ] || return 0
+	local left
+	left=$(own_procs)
+	[ -z "$left" ] || echo "# processes left: $left" >&3
+	[ -z "$(ls -A "$RTROOT" 2>/dev/null)" ] || echo "# state left: $(ls -A "$RTROOT")" >&3
+	! grep -q " $BOXKIT_HOME/" /proc/self/mountinfo || echo "# mounts left" >&3
+	for n in $(BOXKIT_HOME=$BOXKIT_HOME box ls --json 2>/dev/null | jq -r .name); do timeout 30 box rm -f "$n" >/dev/null 2>&1; done
+	[ -z "$left" ] && [ -z "$(ls -A "$RTROOT" 2>/dev/null)" ] && ! grep -q " $BOXKIT_HOME/" /proc/self/mountinfo
+}
+
+rt() { boxkit-runtime --root "$RTROOT" "$@"; }
+
+# bundle DIR: a runc-shaped bundle (runc spec) on the busybox tree
+bundle() {
+	mkdir -p "$1"
+	(cd "$1" && runc spec)
+	ln -s "$R/tree" "$1/rootfs"
+}
+
+@test "boxkit-runtime: help, version, features; unsupported commands and options refused by name" {
+	run boxkit-runtime --help
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "create --bundle DIR"
+	run boxkit-runtime --version
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "boxkit-runtime version"
+	assert_contains "$output" "spec: 1.0.2"
+	run boxkit-runtime features
+	[ "$status" -eq 0 ]
+	jq -e '.ociVersionMax == "1.0.2" and (.hooks | index("prestart")) != null' <<<"$output"
+	for c in pause resume update checkpoint run events; do
+		run rt "$c" x
+		[ "$status" -eq 2 ]
+		assert_contains "$output" "'$c' is not supported"
+	done
+	run rt create --bundle /nonexistent --bogus x
+	[ "$status" -eq 2 ]
+	run rt create --bundle "$R" --preserve-fds 2 x
+	[ "$status" -eq 2 ]
+	assert_contains "$output" "--preserve-fds 2"
+	run rt state nosuch
+	[ "$status" -eq 1 ]
+	assert_contains "$output" "container 'nosuch' does not exist"
+	run rt delete --force nosuch
+	[ "$status" -eq 0 ]
+	run rt state '../x'
+	[ "$status" -eq 1 ]
+	assert_contains "$output" "is not a container id"
+}
+
+@test "boxkit-runtime: what a VM cannot honour is refused, naming it, and nothing is left" {
+	local b=$BATS_TEST_TMPDIR/b
+	bundle "$b"
+	cp "$b/config.json" "$b/orig.json"
+	check() { # JQ-FILTER EXPECTED-TEXT [STATUS]
+		jq "$1" "$b/orig.json" >"$b/config.json"
+		run rt --log "$BATS_TEST_TMPDIR/log.json" --log-format json create --bundle "$b" refused
+		[ "$status" -eq "${3:-1}" ] || { echo "status $status for $1: $output"; return 1; }
+		# the engine reads the last error of the JSON log
+		tail -1 "$BATS_TEST_TMPDIR/log.json" | jq -e --arg t "$2" '.level == "error" and (.msg | contains($t))' ||
+			{ cat "$BATS_TEST_TMPDIR/log.json"; return 1; }
+		[ ! -e "$RTROOT/refused" ]
+	}
+	check '.mounts += [{"destination":"/data","type":"bind","source":"/srv","options":["rbind"]}]' \
+		"mount '/srv' at '/data': a sandbox shares no host path"
+	check '.mounts += [{"destination":"/etc/passwd","type":"bind","source":"/etc/passwd","options":["bind"]}]' \
+		"mount '/etc/passwd' at '/etc/passwd'"
+	check '.linux.namespaces |= map(select(.type != "network"))' "host's network namespace"
+	check '.linux.namespaces += [{"type":"user"}]' "user namespace"
+	check '.linux.namespaces |= map(if .type == "pid" then .path = "/proc/1/ns/pid" else . end)' \
+		"joining another PID namespace"
+	check '.hooks = {"createContainer":[{"path":"/bin/true"}]}' "hooks.createContainer"
+	check '.linux.devices = [{"path":"/dev/fuse","type":"c","major":10,"minor":229}]' "linux.devices"
+	check '.process.terminal = true' "process.terminal needs --console-socket" 2
+	check '.mounts += [{"destination":"/scratch","type":"tmpfs","source":"tmpfs"}]' "type 'tmpfs' at '/scratch'"
+	[ -z "$(own_procs)" ]
+}
+
+@test "boxkit-runtime by hand: create waits for start, the pid is the process (a child of the subreaper, in the cgroup), its status comes back" {
+	local b=$BATS_TEST_TMPDIR/b cg=boxkit-rt-test-$$
+	bundle "$b"
+	jq --arg cg "/$cg" '.process.terminal = false | .process.args = ["sh", "-c", "echo started; echo to-stderr >&2; hostname; cat /etc/hostname; trap \"echo got-usr1\" USR1; i=0; while [ $i -lt 100 ] && [ ! -e /tmp/stop ]; do i=$((i+1)); sleep 0.1; done; touch /tmp/stop; exit 6"] | .linux.cgroupsPath = $cg | .hostname = "rthost"' \
+		"$b/config.json" >"$b/c.json"
+	mv "$b/c.json" "$b/config.json"
+	local o=$BATS_TEST_TMPDIR
+	cat >"$o/shim.sh" <<EOF
+set -x
+boxkit-runtime --root "$RTROOT" create --bundle "$b" --pid-file "$o/pid" c1 >"$o/out" 2>"$o/err" </dev/null || exit 9
+boxkit-runtime --root "$RTROOT" state c1 >"$o/state1"
+sleep 2
+cp "$o/out" "$o/out-before-start"
+cat /proc/\$(cat "$o/pid")/cgroup >"$o/cgroup"
+boxkit-runtime --root "$RTROOT" start c1 || exit 8
+boxkit-runtime --root "$RTROOT" state c1 >"$o/state2"
+for i in \$(seq 100); do grep -q rthost "$o/out" && break; sleep 0.1; done
+boxkit-runtime --root "$RTROOT" kill c1 USR1
+for i in \$(seq 100); do grep -q got-usr1 "$o/out" && break; sleep 0.1; done
+boxkit-runtime --root "$RTROOT" ps --format json c1 >"$o/ps"
+EOF
+	run python3 "$BATS_TEST_DIRNAME/../helpers/subreaper.py" bash "$o/shim.sh"
+	echo "$output"
+	echo "--- out:"; cat "$o/out"; echo "--- err:"; cat "$o/err"
+	pid=$(cat "$o/pid")
+	# the pid file's process was ours to reap, with the container's status
+	assert_contains "$output" "$pid 6"
+	assert_contains "$output" "cmd 0"
+	jq -e --argjson p "$pid" '.status == "created" and .pid == $p and .id == "c1"' "$o/state1"
+	jq -e '.status == "running"' "$o/state2"
+	jq -e --argjson p "$pid" '. == [$p]' "$o/ps"
+	# nothing ran before start; then stdout and stderr are the ones create had
+	[ ! -s "$o/out-before-start" ]
+	assert_contains "$(cat "$o/out")" "started"
+	assert_contains "$(cat "$o/out")" "got-usr1"
+	assert_contains "$(cat "$o/err")" "to-stderr"
+	[ "$(grep -c rthost "$o/out")" -eq 2 ]
+	assert_eq "$(cat "$o/cgroup")" "0::/$cg"
+	run rt state c1
+	jq -e '.status == "stopped" and .pid == 0' <<<"$output"
+	run rt delete c1
+	[ "$status" -eq 0 ]
+	[ ! -e "$RTROOT/c1" ]
+	[ ! -e "/sys/fs/cgroup/$cg" ]
+}
+
+@test "boxkit-runtime by hand: delete of a running container needs --force; kill KILL ends it" {
+	local b=$BATS_TEST_TMPDIR/b
+	bundle "$b"
+	jq '.process.terminal = false | .process.args = ["sleep", "1000"]' "$b/config.json" >"$b/c.json"
+	mv "$b/c.json" "$b/config.json"
+	rt create --bundle "$b" --pid-file "$BATS_TEST_TMPDIR/pid" c2 </dev/null >/dev/null 2>&1
+	rt start c2
+	run rt delete c2
+	[ "$status" -eq 1 ]
+	assert_contains "$output" "is running"
+	rt kill c2 KILL
+	pid=$(cat "$BATS_TEST_TMPDIR/pid")
+	for _ in $(seq 50); do [ -d "/proc/$pid" ] && [ "$(cut -d' ' -f3 "/proc/$pid/stat")" != Z ] || break; sleep 0.1; done
+	run rt state c2
+	jq -e '.status == "stopped"' <<<"$output"
+	rt delete c2
+	[ ! -e "$RTROOT/c2" ]
+}
+
+# ---- engines ------------------------------------------------------------------------------
+
+engines_stop() {
+	local f
+	for f in "$R"/*.pid; do
+		[ -f "$f" ] || continue
+		kill "$(cat "$f")" 2>/dev/null
+		for _ in $(seq 100); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$(cat "$f")" 2>/dev/null
+		rm -f "$f"
+	done
+	for f in "$R"/*.netns; do
+		[ -f "$f" ] || continue
+		ip netns del "$(cat "$f")" 2>/dev/null
+		rm -f "$f"
+	done
+	grep -o " $R/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	true
+}

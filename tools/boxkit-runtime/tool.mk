@@ -1,0 +1,1 @@
+boxkit-runtime_PKGS := json-c
