@@ -20,11 +20,16 @@
  *   guest -> host  HELLO  {"proto":2}: the init is up
  *   host -> guest  PLAN   {"version":2,"config":{OCI config},"volumes":[...],
  *                         "keep":bool,"tty":bool,"rows":N,"cols":N,
- *                         "net":{"address","prefix","gateway","mtu","dns":[]}}
+ *                         "net":{"address","prefix","gateway","mtu","dns":[],
+ *                         "files":bool}}
  *                  ("net" only with a network device: the guest init sets
- *                  up eth0 and the container's /etc/resolv.conf and
- *                  /etc/hosts from it; the container shares the VM's
- *                  network namespace)
+ *                  up eth0 (prefix 1 to 32; the default route via
+ *                  "gateway", none when it is left out) and the
+ *                  container's /etc/resolv.conf, /etc/hosts and
+ *                  /etc/hostname from it, unless "files" is false (an
+ *                  engine's namespace, --network netns: the engine
+ *                  provides those files; absent means true); the
+ *                  container shares the VM's network namespace)
  *   guest -> host  READY  the container is up: execs may come (keep mode)
  *   host -> guest  EXEC   (stream s) {"args":[...],"env":[...],"cwd":"/",
  *                         "tty":bool,"rows":N,"cols":N,"user":{"uid":N,
@@ -68,6 +73,7 @@
 #define PLAN_NET_GATEWAY "gateway"
 #define PLAN_NET_MTU "mtu"
 #define PLAN_NET_DNS "dns"
+#define PLAN_NET_FILES "files" /* false: leave /etc/hosts, hostname, resolv.conf alone */
 #define GUEST_NET_IF "eth0"
 /* Files of the container's /etc given by the host (an OCI runtime passes
  * the engine's /etc/hosts, /etc/hostname, /etc/resolv.conf): annotations of

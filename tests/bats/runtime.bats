@@ -45,6 +45,8 @@ teardown() {
 	[ -z "$left" ] || echo "# processes left: $left" >&3
 	[ -z "$(ls -A "$RTROOT" 2>/dev/null)" ] || echo "# state left: $(ls -A "$RTROOT")" >&3
 	! grep -q " $BOXKIT_HOME/" /proc/self/mountinfo || echo "# mounts left" >&3
+	local c
+	for c in $(ls "$RTROOT" 2>/dev/null); do boxkit-runtime --root "$RTROOT" delete --force "$c" >/dev/null 2>&1; done
 	for n in $(BOXKIT_HOME=$BOXKIT_HOME box ls --json 2>/dev/null | jq -r .name); do timeout 30 box rm -f "$n" >/dev/null 2>&1; done
 	[ -z "$left" ] && [ -z "$(ls -A "$RTROOT" 2>/dev/null)" ] && ! grep -q " $BOXKIT_HOME/" /proc/self/mountinfo
 }
@@ -120,7 +122,7 @@ bundle() {
 @test "boxkit-runtime by hand: create waits for start, the pid is the process (a child of the subreaper, in the cgroup), its status comes back" {
 	local b=$BATS_TEST_TMPDIR/b cg=boxkit-rt-test-$$
 	bundle "$b"
-	jq --arg cg "/$cg" '.process.terminal = false | .process.args = ["sh", "-c", "echo started; echo to-stderr >&2; hostname; cat /etc/hostname; trap \"echo got-usr1\" USR1; i=0; while [ $i -lt 100 ] && [ ! -e /tmp/stop ]; do i=$((i+1)); sleep 0.1; done; touch /tmp/stop; exit 6"] | .linux.cgroupsPath = $cg | .hostname = "rthost"' \
+	jq --arg cg "/$cg" '.process.terminal = false | .process.args = ["sh", "-c", "echo started; echo to-stderr >&2; hostname; cat /etc/hostname; trap \"echo got-usr1\" USR1; echo trap-set; i=0; while [ $i -lt 100 ] && [ ! -e /tmp/stop ]; do i=$((i+1)); sleep 0.1; done; touch /tmp/stop; exit 6"] | .linux.cgroupsPath = $cg | .hostname = "rthost"' \
 		"$b/config.json" >"$b/c.json"
 	mv "$b/c.json" "$b/config.json"
 	local o=$BATS_TEST_TMPDIR
@@ -133,12 +135,12 @@ cp "$o/out" "$o/out-before-start"
 cat /proc/\$(cat "$o/pid")/cgroup >"$o/cgroup"
 boxkit-runtime --root "$RTROOT" start c1 || exit 8
 boxkit-runtime --root "$RTROOT" state c1 >"$o/state2"
-for i in \$(seq 100); do grep -q rthost "$o/out" && break; sleep 0.1; done
+for i in \$(seq 100); do grep -q trap-set "$o/out" && break; sleep 0.1; done
 boxkit-runtime --root "$RTROOT" kill c1 USR1
 for i in \$(seq 100); do grep -q got-usr1 "$o/out" && break; sleep 0.1; done
 boxkit-runtime --root "$RTROOT" ps --format json c1 >"$o/ps"
 EOF
-	run python3 "$BATS_TEST_DIRNAME/../helpers/subreaper.py" bash "$o/shim.sh"
+	SUBREAPER_UNTIL=$o/pid run python3 "$BATS_TEST_DIRNAME/../helpers/subreaper.py" bash "$o/shim.sh"
 	echo "$output"
 	echo "--- out:"; cat "$o/out"; echo "--- err:"; cat "$o/err"
 	pid=$(cat "$o/pid")
@@ -154,7 +156,7 @@ EOF
 	assert_contains "$(cat "$o/out")" "got-usr1"
 	assert_contains "$(cat "$o/err")" "to-stderr"
 	[ "$(grep -c rthost "$o/out")" -eq 2 ]
-	assert_eq "$(cat "$o/cgroup")" "0::/$cg"
+	assert_eq "$(grep '^0::' "$o/cgroup")" "0::/$cg"
 	run rt state c1
 	jq -e '.status == "stopped" and .pid == 0' <<<"$output"
 	run rt delete c1
@@ -200,4 +202,95 @@ engines_stop() {
 	done
 	grep -o " $R/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 	true
+}
+
+# engine_ns NAME: a network namespace of the test's own for an engine (lo up)
+engine_ns() {
+	local ns=bx$1$$
+	ip netns add "$ns" 2>/dev/null || true
+	ip -n "$ns" link set lo up
+	echo "$ns" >"$R/$1.netns"
+	echo "$ns"
+}
+
+# dockerd_start: one dockerd for the file, in its own network and mount
+# namespaces (cgroup2 mounted there again, /etc/docker a directory of ours:
+# dockerd 20.10 writes key.json there), its data root and exec root in $R;
+# the image bxbusybox imported
+dockerd_start() {
+	export DOCKER_HOST=unix://$R/docker.sock
+	if [ -f "$R/docker.pid" ] && kill -0 "$(cat "$R/docker.pid")" 2>/dev/null; then
+		DNS=$(cat "$R/docker.netns")
+		return 0
+	fi
+	command -v dockerd >/dev/null || skip "no dockerd: run 'make deps'"
+	DNS=$(engine_ns docker)
+	mkdir -p "$R/etc-docker" /etc/docker "$R/docker"
+	ip netns exec "$DNS" unshare -m --propagation private sh -c '
+		mount -t cgroup2 none /sys/fs/cgroup && mount --bind "$0/etc-docker" /etc/docker &&
+		exec dockerd --data-root "$0/docker/root" --exec-root "$0/docker/exec" -H "unix://$0/docker.sock" \
+			--pidfile "$0/docker/pid" --add-runtime "boxkit=$1" --log-level warn' "$R" "$(command -v boxkit-runtime)" \
+		>"$R/dockerd.log" 2>&1 3>&- &
+	echo $! >"$R/docker.pid"
+	for _ in $(seq 300); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
+	docker info >/dev/null || { cat "$R/dockerd.log"; return 1; }
+	docker import "$R/busybox.tar" bxbusybox >/dev/null
+}
+
+@test "docker: run --runtime boxkit shows the guest's kernel and the exit status; stdin; -it under tmux" {
+	dockerd_start
+	run docker run --rm --runtime boxkit bxbusybox sh -c 'uname -r; cat /etc/hostname; echo to-stderr >&2; exit 3'
+	echo "$output"
+	[ "$status" -eq 3 ]
+	local guest
+	guest=$(echo "$output" | head -1)
+	[ "$guest" != "$(uname -r)" ]
+	# the lean kernel's own version string
+	grep -aq "Linux version $guest " "$TOP/build/kernels/lean/vmlinux"
+	assert_contains "$output" "to-stderr"
+	run sh -c 'echo hello | docker run --rm -i --runtime boxkit bxbusybox tr a-z A-Z'
+	[ "$status" -eq 0 ]
+	assert_eq "$output" "HELLO"
+	# a terminal: tmux's pane is docker's, docker's pty master is the runtime's
+	local s=bxrt$$
+	tmux -L "$s" new-session -d -x 90 -y 27 "DOCKER_HOST=$DOCKER_HOST docker run --rm -it --runtime boxkit bxbusybox sh; echo docker-exit=\$?; sleep 30"
+	for _ in $(seq 300); do tmux -L "$s" capture-pane -p | grep -q '#' && break; sleep 0.1; done
+	tmux -L "$s" send-keys 'stty size; tty; echo $((6*7)); exit 4' Enter
+	for _ in $(seq 300); do tmux -L "$s" capture-pane -p | grep -q docker-exit && break; sleep 0.1; done
+	run tmux -L "$s" capture-pane -p
+	tmux -L "$s" kill-server
+	echo "$output"
+	assert_contains "$output" "27 90"
+	assert_contains "$output" "/dev/pts/"
+	assert_contains "$output" "42"
+	assert_contains "$output" "docker-exit=4"
+}
+
+@test "docker: exec (its user too), top, stop and kill reach the process; -p reaches a server in the VM" {
+	dockerd_start
+	docker run -d --runtime boxkit --name web -p 8080:80 bxbusybox httpd -f -p 80 -h /www
+	local page=
+	for _ in $(seq 300); do
+		page=$(ip netns exec "$DNS" wget -qO- -T 2 http://127.0.0.1:8080/ 2>/dev/null) && break
+		sleep 0.2
+	done
+	assert_eq "$page" "served-from-the-vm"
+	run docker exec web sh -c 'echo in-exec; exit 5'
+	[ "$status" -eq 5 ]
+	assert_eq "$output" "in-exec"
+	run docker exec -u 65534:65534 web id -u
+	[ "$status" -eq 0 ]
+	assert_eq "$output" "65534"
+	run docker top web
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -ge 2 ]
+	local t0=$SECONDS
+	docker stop -t 30 web
+	[ $((SECONDS - t0)) -lt 20 ]
+	assert_eq "$(docker inspect -f '{{.State.ExitCode}}' web)" "143"
+	docker run -d --runtime boxkit --name sl bxbusybox sleep 1000
+	docker kill sl
+	docker wait sl >/dev/null || true
+	assert_eq "$(docker inspect -f '{{.State.ExitCode}}' sl)" "137"
+	docker rm web sl
 }

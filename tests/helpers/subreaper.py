@@ -3,7 +3,8 @@
 shim, conmon): orphans of CMD's descendants become our children. After CMD
 exits, wait for every child we inherited and print one line per child on
 stdout: "PID STATUS" (STATUS the exit code, or 128+N for signal N), CMD's own
-last as "cmd STATUS". Stops waiting after $SUBREAPER_TIMEOUT seconds (default
+last as "cmd STATUS". Stops waiting once the pid named in the file
+$SUBREAPER_UNTIL is reaped, or after $SUBREAPER_TIMEOUT seconds (default
 120), printing "timeout"."""
 import ctypes
 import os
@@ -37,6 +38,9 @@ def main():
             time.sleep(0.05)
             continue
         print(pid, status(st), flush=True)
+        until = os.environ.get("SUBREAPER_UNTIL")
+        if until and os.path.exists(until) and open(until).read().strip() == str(pid):
+            break
     print("cmd", rc, flush=True)
 
 

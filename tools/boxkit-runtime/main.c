@@ -599,6 +599,11 @@ static void client_main(const struct client *c)
 	if (c->netns_fd >= 0 && setns(c->netns_fd, CLONE_NEWNET) < 0)
 		_exit(EXIT_LAUNCH);
 	if (c->slave) {
+		/* the caller's stdio are not the container's: let go of them now (a
+		 * shim reading our stdout to its end must not wait for start) */
+		for (int i = 0; i < 3; i++)
+			if (g.saved[i] >= 0)
+				close(g.saved[i]);
 		int s = open(c->slave, O_RDWR);
 		if (s < 0 || ioctl(s, TIOCSCTTY, 0) < 0 || dup2(s, 0) < 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0)
 			_exit(EXIT_LAUNCH);

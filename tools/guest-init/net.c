@@ -8,6 +8,7 @@
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -60,7 +61,7 @@ static int if_up(int s, const char *name, char *err, size_t errlen)
 
 int gnet_up(struct json_object *net, char *err, size_t errlen)
 {
-	struct in_addr addr, gw;
+	struct in_addr addr = { 0 }, gw = { 0 };
 	int r, s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		FAIL("socket");
@@ -70,11 +71,14 @@ int gnet_up(struct json_object *net, char *err, size_t errlen)
 	}
 	const char *a = jstr(net, PLAN_NET_ADDRESS), *g = jstr(net, PLAN_NET_GATEWAY);
 	int prefix = jint(net, PLAN_NET_PREFIX), mtu = jint(net, PLAN_NET_MTU);
-	if (!a || !g || inet_pton(AF_INET, a, &addr) != 1 || inet_pton(AF_INET, g, &gw) != 1 || prefix < 1 ||
-	    prefix > 30 || mtu < 576 || mtu > 65535) {
+	/* the gateway is optional (no default route without one), but when it
+	 * is there it is an address */
+	bool has_gw = json_object_object_get_ex(net, PLAN_NET_GATEWAY, NULL);
+	if (!a || inet_pton(AF_INET, a, &addr) != 1 || (has_gw && (!g || inet_pton(AF_INET, g, &gw) != 1)) ||
+	    prefix < 1 || prefix > 32 || mtu < 576 || mtu > 65535) {
 		close(s);
 		errno = EINVAL;
-		FAIL("the plan's network is not an address, a prefix, a gateway and an MTU");
+		FAIL("the plan's network is not an address, a prefix (1 to 32), an optional gateway and an MTU");
 	}
 	struct ifreq ifr = { 0 };
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), GUEST_NET_IF);
@@ -83,21 +87,42 @@ int gnet_up(struct json_object *net, char *err, size_t errlen)
 		close(s);
 		FAIL("set the address of " GUEST_NET_IF " (is there a network device?)");
 	}
-	sin_set(&ifr.ifr_netmask, htonl(~0u << (32 - prefix)));
+	in_addr_t mask = htonl(~0u << (32 - prefix));
+	sin_set(&ifr.ifr_netmask, mask);
 	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0) {
 		close(s);
 		FAIL("set the netmask of " GUEST_NET_IF);
+	}
+	/* a /31 or /32 has no broadcast address (the kernel keeps the
+	 * classful one SIOCSIFADDR gave) */
+	sin_set(&ifr.ifr_broadaddr, INADDR_ANY);
+	if (prefix >= 31 && ioctl(s, SIOCSIFBRDADDR, &ifr) < 0) {
+		close(s);
+		FAIL("clear the broadcast address of " GUEST_NET_IF);
 	}
 	ifr.ifr_mtu = mtu;
 	if (ioctl(s, SIOCSIFMTU, &ifr) < 0) {
 		close(s);
 		FAIL("set the MTU of " GUEST_NET_IF);
 	}
-	if ((r = if_up(s, GUEST_NET_IF, err, errlen)) < 0) {
+	if ((r = if_up(s, GUEST_NET_IF, err, errlen)) < 0 || !has_gw) {
 		close(s);
 		return r;
 	}
 	struct rtentry rt = { 0 };
+	if ((gw.s_addr & mask) != (addr.s_addr & mask)) {
+		/* a gateway outside the subnet (a /32 address, as some CNI
+		 * plugins give): reachable on the link, a route of its own */
+		sin_set(&rt.rt_dst, gw.s_addr);
+		sin_set(&rt.rt_genmask, INADDR_BROADCAST);
+		rt.rt_flags = RTF_UP | RTF_HOST;
+		rt.rt_dev = (char *)GUEST_NET_IF;
+		if (ioctl(s, SIOCADDRT, &rt) < 0) {
+			close(s);
+			FAIL("add the route to the gateway %s", g);
+		}
+		memset(&rt, 0, sizeof(rt));
+	}
 	sin_set(&rt.rt_dst, INADDR_ANY);
 	sin_set(&rt.rt_genmask, INADDR_ANY);
 	sin_set(&rt.rt_gateway, gw.s_addr);
@@ -137,7 +162,17 @@ int gnet_files(int rootfd, struct json_object *net, const char *hostname, char *
 {
 	char hosts[512], resolv[256] = "";
 	const char *a = net ? jstr(net, PLAN_NET_ADDRESS) : NULL;
+	struct json_object *files;
 	int r;
+	/* an engine's network (vm-launch --network netns): its files, not ours */
+	if (net && json_object_object_get_ex(net, PLAN_NET_FILES, &files)) {
+		if (!json_object_is_type(files, json_type_boolean)) {
+			errno = EINVAL;
+			FAIL("the plan's network \"" PLAN_NET_FILES "\" is not a boolean");
+		}
+		if (!json_object_get_boolean(files))
+			return 0;
+	}
 	if (!hostname || !*hostname)
 		hostname = "boxkit";
 	/* an image without /etc gets one */

@@ -30,6 +30,8 @@ struct launch_args {
 	uint32_t dns[NET_DNS_MAX];
 	int ndns;
 	bool dns_given; /* --dns (else the host's resolvers) */
+	/* --network netns:PATH: the interface of that network namespace */
+	const char *netns;
 };
 extern struct launch_args arg;
 
@@ -75,18 +77,32 @@ int egress_attach(struct egress *e, int cgroup, char *err, size_t errlen);
 int egress_refresh(struct egress *e, char *err, size_t errlen);
 void egress_close(struct egress *e);
 
-/* net.c: --network user */
+/* --network netns: the interface the guest takes over, as it was found */
+struct netns_if {
+	char name[16]; /* IFNAMSIZ */
+	int index;
+	uint32_t addr, gateway; /* host order; gateway 0: none */
+	int prefix, mtu;
+	unsigned char mac[6];
+	bool up;
+};
+
+/* net.c: --network user; netns.c: --network netns */
 struct net {
-	bool on;
+	bool on; /* the guest has a network device */
 	uid_t uid;
 	gid_t gid;
 	char cgroup_name[64];
 	int cgroup;
-	int qemu_end; /* QEMU's end of the stream socket to passt */
+	int qemu_end; /* QEMU's end of the stream socket to passt, or the tap (netns) */
 	int passt_bin;
 	pid_t passt;
 	struct logtail log;
 	struct egress egress;
+	/* --network netns */
+	int ns_fd;	 /* the namespace, open from the start to the stop */
+	bool ns_claimed; /* nsif's ingress qdisc is ours: removed at the stop */
+	struct netns_if nsif;
 };
 
 struct vm {
@@ -145,6 +161,19 @@ bool net_reap(struct vm *vm, pid_t pid, int status, bool complain);
 void net_stop(struct vm *vm);
 /* the plan's "net" object (NULL when the guest has no network) */
 struct json_object *net_plan(const struct vm *vm);
+
+/* netns.c: --network netns:PATH, the interface of a network namespace an
+ * engine made, taken over through a tap and tc redirects (net.c calls
+ * these). prepare: open PATH and check it is a network namespace; start:
+ * in a child in it, claim the interface, make the tap, the redirects
+ * (vm->net.qemu_end is the tap; no interface with IPv4: no device); stop:
+ * release the claim. */
+int netns_prepare(struct vm *vm);
+int netns_start(struct vm *vm);
+void netns_stop(struct vm *vm);
+struct json_object *netns_plan(const struct vm *vm);
+/* the interface's MAC, "xx:xx:xx:xx:xx:xx" (at least 18 bytes) */
+void netns_mac(const struct vm *vm, char *out, size_t outlen);
 
 int vm_prepare(struct vm *vm, char **config, size_t *config_len);
 int vm_start(struct vm *vm);

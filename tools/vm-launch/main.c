@@ -55,7 +55,11 @@ static void usage(FILE *f)
 	      "                      when it stops (else they stay until run-record rm)\n"
 	      "  --network MODE      none (default: no network device) or user: passt, a\n"
 	      "                      user-mode stack outside the guest, jailed, with the\n"
-	      "                      egress policy (never this host's own addresses)\n"
+	      "                      egress policy (never this host's own addresses); or\n"
+	      "                      netns:PATH (for OCI runtimes): the guest takes over the\n"
+	      "                      interface of the network namespace PATH (/run/netns/NAME,\n"
+	      "                      /proc/PID/ns/net) through a tap and tc redirects; the\n"
+	      "                      engine that made it owns the network policy\n"
 	      "  --publish SPEC      [IP:]HOSTPORT:GUESTPORT[/tcp|udp]: a guest port on the\n"
 	      "                      host, bound to 127.0.0.1 unless IP is given (repeatable)\n"
 	      "  --dns IP            the guest's resolver (repeatable, at most 3; default: the\n"
@@ -180,11 +184,22 @@ static int parse_argv(int argc, char **argv)
 		case 'd': arg.detach = true; break;
 		case O_RM: arg.rm = true; break;
 		case O_NETWORK:
-			if (strcmp(optarg, "none") && strcmp(optarg, "user")) {
-				log_error("--network '%s': use none or user", optarg);
+			arg.net_user = false;
+			arg.netns = NULL;
+			if (!strncmp(optarg, "netns:", 6)) {
+				if (optarg[6] != '/') {
+					log_error("--network '%s': netns:PATH needs the absolute path of a network "
+						  "namespace (/run/netns/NAME, /proc/PID/ns/net)",
+						  optarg);
+					return -1;
+				}
+				arg.netns = optarg + 6;
+			} else if (strcmp(optarg, "none") && strcmp(optarg, "user")) {
+				log_error("--network '%s': use none or user (or netns:PATH, a network namespace)",
+					  optarg);
 				return -1;
-			}
-			arg.net_user = !strcmp(optarg, "user");
+			} else
+				arg.net_user = !strcmp(optarg, "user");
 			break;
 		case O_PUBLISH:
 			if (arg.npublish == NET_PUBLISH_MAX)
@@ -227,6 +242,11 @@ static int parse_argv(int argc, char **argv)
 	}
 	if (!arg.config && !arg.probe_only) {
 		log_error("--config is required (make one with oci-spec)");
+		return -1;
+	}
+	if (arg.netns && (arg.npublish || arg.ndns || arg.nallow)) {
+		log_error("--publish, --dns and --allow-net are for --network user: with --network netns the engine "
+			  "that made the namespace owns the network (its ports, resolvers and firewall)");
 		return -1;
 	}
 	if (!arg.net_user && (arg.npublish || arg.ndns || arg.nallow)) {
@@ -388,6 +408,7 @@ static int launcher_main(int argc, char **argv)
 	sigset_t mask;
 	int r;
 
+	vm.net.ns_fd = -1; /* --network netns: the namespace, once open */
 	log_init(argv[0]);
 	/* a closed stdio descriptor would be taken by one of ours (the control
 	 * socket, the console log) and the workload's output would go there */

@@ -127,10 +127,12 @@ int net_prepare(struct vm *vm)
 	struct net *n = &vm->net;
 	char path[4096];
 	int r;
-	n->cgroup = n->qemu_end = n->log.fd = n->egress.nl = -1;
+	n->cgroup = n->qemu_end = n->log.fd = n->egress.nl = n->ns_fd = -1;
 	n->passt = -1;
 	for (int h = 0; h < EGRESS_HOOKS; h++)
 		n->egress.prog[h] = -1;
+	if (arg.netns)
+		return netns_prepare(vm);
 	if (!arg.net_user)
 		return 0;
 	if (geteuid() != 0) {
@@ -324,6 +326,8 @@ int net_start(struct vm *vm)
 	struct net *n = &vm->net;
 	char msg[1024], addr[16], gw[16], prefix[8], mtu[16], ports[NET_PUBLISH_MAX][40];
 	int sv[2], logp[2], nul[2], r;
+	if (arg.netns)
+		return netns_start(vm);
 	if (!n->on)
 		return 0;
 	/* the policy first: passt never runs without it */
@@ -423,6 +427,7 @@ void net_stop(struct vm *vm)
 		close(n->passt_bin);
 	n->log.fd = n->qemu_end = n->cgroup = n->passt_bin = -1;
 	/* the cgroup itself goes with the run (run_cleanup: RUN_CGROUPS) */
+	netns_stop(vm);
 }
 
 struct json_object *net_plan(const struct vm *vm)
@@ -430,6 +435,8 @@ struct json_object *net_plan(const struct vm *vm)
 	char a[16];
 	if (!vm->net.on)
 		return NULL;
+	if (arg.netns)
+		return netns_plan(vm);
 	struct json_object *o = json_object_new_object(), *dns = json_object_new_array();
 	netspec_ntoa(NET_GUEST_ADDR, a);
 	json_object_object_add(o, PLAN_NET_ADDRESS, json_object_new_string(a));

@@ -175,7 +175,7 @@ int vm_prepare(struct vm *vm, char **config, size_t *config_len)
 			return EXIT_LAUNCH;
 		}
 		struct json_object *lx, *nss;
-		if (arg.net_user && json_object_object_get_ex(o, "linux", &lx) &&
+		if ((arg.net_user || arg.netns) && json_object_object_get_ex(o, "linux", &lx) &&
 		    json_object_object_get_ex(lx, "namespaces", &nss) && json_object_is_type(nss, json_type_array))
 			for (size_t i = 0; i < json_object_array_length(nss); i++) {
 				struct json_object *t;
@@ -516,14 +516,20 @@ int vm_start(struct vm *vm)
 		add(argv, &n, "-device");
 		add(argv, &n, shareargs[i][1]);
 	}
-	const int nfd = 4; /* QEMU's end of the stream socket to passt */
-	char netdev[128];
+	const int nfd = 4; /* QEMU's end of the stream socket to passt, or the tap (netns) */
+	char netdev[128], netdevice[128], mac[18] = "52:54:00:b0:c5:01";
 	if (vm->net.on) {
-		snprintf(netdev, sizeof(netdev), "stream,id=net0,server=off,addr.type=fd,addr.str=%d", nfd);
+		if (arg.netns) {
+			/* the tap in the engine's namespace; the guest wears its interface's MAC */
+			snprintf(netdev, sizeof(netdev), "tap,id=net0,fd=%d", nfd);
+			netns_mac(vm, mac, sizeof(mac));
+		} else
+			snprintf(netdev, sizeof(netdev), "stream,id=net0,server=off,addr.type=fd,addr.str=%d", nfd);
+		snprintf(netdevice, sizeof(netdevice), "virtio-net-device,netdev=net0,mac=%s", mac);
 		add(argv, &n, "-netdev");
 		add(argv, &n, netdev);
 		add(argv, &n, "-device");
-		add(argv, &n, "virtio-net-device,netdev=net0,mac=52:54:00:b0:c5:01");
+		add(argv, &n, netdevice);
 	}
 	argv[n] = NULL;
 	if (log_get_level() >= LOG_DEBUG) {
@@ -572,7 +578,7 @@ int vm_start(struct vm *vm)
 	close(sv[1]);
 	close(con);
 	if (vm->net.qemu_end >= 0)
-		close(vm->net.qemu_end); /* QEMU's now */
+		close(vm->net.qemu_end); /* QEMU's now (a tap: QEMU is its last holder) */
 	vm->net.qemu_end = -1;
 	if (sr < 0) {
 		close(sv[0]);
