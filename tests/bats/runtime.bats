@@ -294,3 +294,101 @@ dockerd_start() {
 	assert_eq "$(docker inspect -f '{{.State.ExitCode}}' sl)" "137"
 	docker rm web sl
 }
+
+# in_engine_ns NAME CMD...: CMD in the engine's namespaces (network, and a
+# mount namespace with cgroup2 mounted again), with the boxkit environment
+in_engine_ns() {
+	local ns
+	ns=$(cat "$R/$1.netns" 2>/dev/null) || ns=$(engine_ns "$1")
+	shift
+	ip netns exec "$ns" unshare -m --propagation private sh -c 'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"' sh "$@"
+}
+
+@test "podman: run --runtime boxkit-runtime, the engine's network and files in the guest" {
+	command -v podman >/dev/null || skip "no podman: run 'make deps'"
+	# podman passes neither its environment nor --runtime-flag to the runtime
+	# it calls from its cleanup (conmon's exit command): the runtime a user
+	# gives it is a path; here a wrapper with this test's home and root
+	mkdir -p "$R/podman"
+	printf '#!/bin/sh\nexec %s --home %s --root %s "$@"\n' "$(command -v boxkit-runtime)" "$BOXKIT_HOME" \
+		"$R/podman/rt" >"$R/podman/boxkit-runtime"
+	chmod +x "$R/podman/boxkit-runtime"
+	local p=(podman --root "$R/podman/root" --runroot "$R/podman/run" --cgroup-manager cgroupfs --events-backend file
+		--runtime "$R/podman/boxkit-runtime")
+	in_engine_ns podman "${p[@]}" import "$R/busybox.tar" bxbusybox >/dev/null
+	run in_engine_ns podman "${p[@]}" run --rm --hostname pmhost bxbusybox sh -c 'uname -r; hostname; ip -4 addr show eth0; grep pmhost /etc/hosts; exit 3'
+	echo "$output"
+	[ "$status" -eq 3 ]
+	[ "$(echo "$output" | head -1)" != "$(uname -r)" ]
+	assert_contains "$output" "inet "
+	[ "$(echo "$output" | grep -c pmhost)" -ge 2 ]
+	run in_engine_ns podman "${p[@]}" run --rm -v /etc:/host-etc bxbusybox true
+	[ "$status" -ne 0 ]
+	assert_contains "$output" "a sandbox shares no host path"
+	# podman's cleanup runs after its run returns: give it a moment
+	for _ in $(seq 100); do [ -z "$(ls -A "$R/podman/rt" 2>/dev/null)" ] && break; sleep 0.1; done
+	ls -la "$R/podman/rt"
+	[ -z "$(ls -A "$R/podman/rt" 2>/dev/null)" ]
+}
+
+# containerd_start [CONFIG-EXTRA]: one containerd for the file in its own
+# namespaces, its root, state and socket in $R
+containerd_start() {
+	export CTR_SOCK=$R/containerd.sock
+	if [ -f "$R/containerd.pid" ] && kill -0 "$(cat "$R/containerd.pid")" 2>/dev/null; then return 0; fi
+	command -v containerd >/dev/null || skip "no containerd: run 'make deps'"
+	mkdir -p "$R/ctrd" "$R/cni/conf" "$R/pod-logs"
+	cat >"$R/ctrd/config.toml" <<EOT
+version = 2
+root = "$R/ctrd/root"
+state = "$R/ctrd/state"
+[grpc]
+  address = "$CTR_SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/library/bxpause:latest"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$R/cni/conf"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.boxkit]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.boxkit.options]
+  BinaryName = "$(command -v boxkit-runtime)"
+  Root = "$R/ctrd/rt"
+EOT
+	cat >"$R/cni/conf/10-bxpod.conflist" <<EOT
+{"cniVersion": "0.4.0", "name": "bxpod", "plugins": [
+  {"type": "bridge", "bridge": "bxpod0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$R/cni/ipam"}},
+  {"type": "loopback"}]}
+EOT
+	in_engine_ns containerd containerd --config "$R/ctrd/config.toml" >"$R/containerd.log" 2>&1 3>&- &
+	echo $! >"$R/containerd.pid"
+	for _ in $(seq 100); do ctr -a "$CTR_SOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
+	ctr -a "$CTR_SOCK" version >/dev/null || { cat "$R/containerd.log"; return 1; }
+	# the images, made here with umoci: busybox, and a pod sandbox image
+	local img
+	for img in bxbusybox bxpause; do
+		local cfg=()
+		[ "$img" = bxpause ] && cfg=(--config.cmd sleep --config.cmd 1000000)
+		"$BATS_TEST_DIRNAME/../helpers/mk-oci" tree "$R/tree" "$R/oci-$img" latest "${cfg[@]}" >/dev/null
+		tar -C "$R/oci-$img" -cf "$R/oci-$img.tar" .
+		for ns in default k8s.io; do
+			ctr -a "$CTR_SOCK" -n "$ns" images import --base-name "docker.io/library/$img" "$R/oci-$img.tar" >/dev/null
+		done
+	done
+}
+
+@test "containerd: ctr run with the runc shim and --runc-binary boxkit-runtime" {
+	containerd_start
+	run ctr -a "$CTR_SOCK" run --rm --runtime io.containerd.runc.v2 --runc-binary "$(command -v boxkit-runtime)" \
+		--runc-root "$R/ctr-rt" docker.io/library/bxbusybox:latest c1 sh -c 'uname -r; echo in-ctr; exit 4'
+	echo "$output"
+	[ "$status" -eq 4 ]
+	assert_contains "$output" "in-ctr"
+	[ "$(echo "$output" | head -1)" != "$(uname -r)" ]
+	# the shim's namespace directory stays; no container's state
+	[ -z "$(find "$R/ctr-rt" -mindepth 2)" ]
+}
