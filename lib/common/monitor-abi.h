@@ -27,8 +27,12 @@
  * killed. */
 #ifndef BOXKIT_MONITOR_ABI_H
 #define BOXKIT_MONITOR_ABI_H
+#include "guest-abi.h"
 #define MONITOR_SOCK "monitor.sock"
 #define MONITOR_LOG "monitor.log"
 #define MONITOR_CONN_MAX 16	    /* clients at once */
 #define MONITOR_STOP_GRACE_MS 10000 /* box stop's default */
+/* box-ctl exec --process FILE: the OCI process object, at most this long
+ * (an OCI runtime refuses a larger one at create, not at start) */
+#define BOXCTL_PROCESS_MAX (4u * GUEST_EXEC_MAX)
 #endif

@@ -346,6 +346,7 @@ state = "$R/ctrd/state"
   address = "$CTR_SOCK"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/library/bxpause:latest"
+  netns_mounts_under = "$R/netns"
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "$R/cni/conf"
@@ -391,4 +392,21 @@ EOT
 	[ "$(echo "$output" | head -1)" != "$(uname -r)" ]
 	# the shim's namespace directory stays; no container's state
 	[ -z "$(find "$R/ctr-rt" -mindepth 2)" ]
+}
+
+@test "kubernetes: containerd's CRI with a boxkit runtime handler runs a pod's container in a VM on the pod's network" {
+	/usr/bin/python3 -c 'import grpc' 2>/dev/null || skip "no python3-grpcio: run 'make deps'"
+	containerd_start
+	local logs=$R/pod-logs/$BATS_TEST_NUMBER
+	mkdir -p "$logs"
+	run /usr/bin/python3 "$BATS_TEST_DIRNAME/../helpers/cri-run.py" "$CTR_SOCK" boxkit docker.io/library/bxbusybox:latest "$logs" \
+		-- sh -c 'uname -r; ip -4 addr show eth0; exit 7'
+	echo "$output"
+	cat "$logs/c.log"
+	[ "$status" -eq 0 ]
+	assert_eq "${lines[${#lines[@]} - 1]}" "7"
+	# the pod's network (the CNI bridge's subnet), inside the VM's kernel
+	grep -q "inet 10.99.0." "$logs/c.log"
+	! grep -q " $(uname -r)\$" "$logs/c.log" || false
+	[ -z "$(find "$R/ctrd/rt" -mindepth 2 2>/dev/null)" ]
 }

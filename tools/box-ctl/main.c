@@ -190,7 +190,8 @@ static bool relayed(int sig)
 	case SIGILL:
 	case SIGTRAP:
 	case SIGSYS: return false;
-	default: return sig >= 1 && sig < 32;
+	/* and the real-time ones (systemd's SIGRTMIN+3 stop) */
+	default: return (sig >= 1 && sig < 32) || (sig >= SIGRTMIN && sig <= SIGRTMAX);
 	}
 }
 
@@ -199,7 +200,7 @@ static int process_spec(struct json_object *spec)
 {
 	cleanup_free char *text = NULL;
 	size_t len = 0;
-	int r = read_small_file(arg.process, 4 * GUEST_EXEC_MAX, &text, &len);
+	int r = read_small_file(arg.process, BOXCTL_PROCESS_MAX, &text, &len);
 	if (r < 0)
 		return log_sys(r, "cannot read the process '%s'", arg.process);
 	struct json_tokener *tok = json_tokener_new_ex(16);
@@ -329,7 +330,7 @@ static int handle_signals(int sock, int *nsig)
 			send_frame(sock, FR_WINSIZE, p, 4);
 		}
 	}
-	for (int sig = 1; sig < 32; sig++) {
+	for (int sig = 1; sig <= SIGRTMAX && sig < (int)ARRAY_SIZE(pending); sig++) {
 		if (!pending[sig] || !relayed(sig))
 			continue;
 		pending[sig] = 0;
@@ -590,7 +591,7 @@ static int tool_main(int argc, char **argv)
 	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) < 0)
 		return log_sys(errno, "pipe"), EXIT_LAUNCH;
 	struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: writes return EINTR */
-	for (int sig = 1; sig < 32; sig++)
+	for (int sig = 1; sig <= SIGRTMAX && sig < (int)ARRAY_SIZE(pending); sig++)
 		if (sig == SIGWINCH || relayed(sig))
 			sigaction(sig, &sa, NULL);
 	int r = !strcmp(arg.cmd, "exec") ? cmd_exec() : cmd_stop();

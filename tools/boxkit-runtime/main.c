@@ -17,6 +17,7 @@
  * other host path is refused (boxkit-runtime.1.md says which). */
 #include "common.h"
 #include "guest-abi.h"
+#include "monitor-abi.h"
 #include "runrec.h"
 #include "spawn.h"
 
@@ -28,12 +29,15 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -44,6 +48,8 @@
 #define DEFAULT_HOME "/var/lib/boxkit"
 #define DEFAULT_CACHE "/var/cache/boxkit"
 #define STATE_FILE "state.json"
+#define ARGV_MAX 256  /* box create's arguments */
+#define ARGS_SOFT 200 /* more than this many is refused (groups, capabilities) */
 #define FIFO_FILE "exec.fifo"
 #define CONFIG_MAX (4u << 20)  /* the bundle's config.json */
 #define PROCESS_MAX (1u << 20) /* an exec's process.json */
@@ -52,16 +58,24 @@
 #define BOX_TIMEOUT_S 600      /* box create: an image to build, a VM to boot */
 #define HOOK_TIMEOUT_S 120     /* a hook without its own timeout */
 #define START_TIMEOUT_MS 10000 /* start: the client takes the go */
+#define LOCK_WAIT_MS 30000     /* another command on the same container */
+#define STATE_MAX (16u << 20)  /* state.json: the config's annotations and hooks */
+#define TOOL_GRACE_S 5	       /* a tool past its time: TERM, then KILL after this */
+#define NETNS_FILE "netns"     /* the container's network namespace, bind-mounted */
+
+struct state;
+static int state_note_tool(struct state *st, pid_t pid);
 
 static struct {
 	const char *root, *log, *log_format, *home;
 	bool systemd_cgroup;
 	FILE *logf;
 	bool json;
-	char self[PATH_MAX]; /* this binary's directory: box, box-ctl beside it */
-	int saved[3];	     /* the caller's stdio, for the container's process */
-	bool quiet;	     /* a tool's errors are expected: debug lines only */
-	char last_err[512];  /* the last error line of the last tool */
+	char self[PATH_MAX];   /* this binary's directory: box, box-ctl beside it */
+	int saved[3];	       /* the caller's stdio, for the container's process */
+	bool quiet;	       /* a tool's errors are expected: debug lines only */
+	struct state *spawned; /* box create: its pid goes into this state first */
+	char last_err[512];    /* the last error line of the last tool */
 } g = { .root = DEFAULT_ROOT, .saved = { -1, -1, -1 } };
 
 /* ---- logging: stderr, or the engine's --log file (JSON lines with --log-format json) ---- */
@@ -212,6 +226,11 @@ static int run_tool(const char *path, char *const argv[], char *const envp[], in
 	size_t have = 0, elen = 0;
 	char line[2048];
 	g.last_err[0] = 0;
+	if (g.spawned && state_note_tool(g.spawned, pid) < 0) {
+		kill(-pid, SIGKILL);
+		g.spawned = NULL;
+	}
+	bool termed = false;
 	bool open_o = true, open_e = true;
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -219,8 +238,15 @@ static int run_tool(const char *path, char *const argv[], char *const envp[], in
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long left =
 			timeout_s * 1000L - ((now.tv_sec - t0.tv_sec) * 1000L + (now.tv_nsec - t0.tv_nsec) / 1000000L);
-		if (left <= 0) {
+		if (left <= 0 && !termed) {
+			/* TERM first: box and mkimage clean up what they made */
 			log_error("'%s' did not finish within %d s: stopped", path, timeout_s);
+			kill(-pid, SIGTERM);
+			termed = true;
+			timeout_s += TOOL_GRACE_S;
+			continue;
+		}
+		if (left <= 0) {
 			kill(-pid, SIGKILL);
 			break;
 		}
@@ -308,7 +334,44 @@ static int open_root(bool create)
 	return fd;
 }
 
-static int state_open(const char *id, struct state *st, bool quiet)
+/* the state directory's lock, waited for at most LOCK_WAIT_MS: a create or
+ * delete in progress holds it; nothing waits on it for ever */
+static int lock_dir(int fd, const char *id)
+{
+	for (int waited = 0;; waited += 50) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return log_sys(errno, "cannot lock the state of '%s'", id);
+		if (waited >= LOCK_WAIT_MS)
+			return log_error("container '%s' is busy (a create, delete or exec in progress)", id), -EBUSY;
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* state.json, whole (it carries the config's annotations and hooks) */
+static struct json_object *state_read(int dirfd)
+{
+	cleanup_close int fd = openat(dirfd, STATE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 || (size_t)sb.st_size > STATE_MAX)
+		return NULL;
+	cleanup_free char *buf = malloc((size_t)sb.st_size);
+	size_t have = 0;
+	while (buf && have < (size_t)sb.st_size) {
+		ssize_t n = read(fd, buf + have, (size_t)sb.st_size - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return NULL;
+		have += (size_t)n;
+	}
+	return buf ? parse_json(buf, have) : NULL;
+}
+
+/* locked: for the commands that change the container (not state, ps) */
+static int state_open_ex(const char *id, struct state *st, bool quiet, bool locked)
 {
 	st->dirfd = -1;
 	st->o = NULL;
@@ -327,17 +390,20 @@ static int state_open(const char *id, struct state *st, bool quiet)
 			log_error("container '%s' does not exist", id);
 		return -ENOENT;
 	}
-	if (flock(st->dirfd, LOCK_EX) < 0)
-		return log_sys(errno, "cannot lock the state of '%s'", id);
-	cleanup_close int fd = openat(st->dirfd, STATE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	char buf[1 << 16];
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
-	if (n <= 0 || !(st->o = parse_json(buf, (size_t)n))) {
+	int r;
+	if (locked && (r = lock_dir(st->dirfd, id)) < 0)
+		return r;
+	if (!(st->o = state_read(st->dirfd))) {
 		if (!quiet)
 			log_error("container '%s' has no state (a create that did not finish)", id);
 		return -ENOENT;
 	}
 	return 0;
+}
+
+static int state_open(const char *id, struct state *st, bool quiet)
+{
+	return state_open_ex(id, st, quiet, true);
 }
 
 static void state_close(struct state *st)
@@ -362,6 +428,62 @@ static pid_t state_pid(struct state *st, bool *alive)
 	pid_t pid = v ? (pid_t)json_object_get_int(v) : 0;
 	*alive = pid > 0 && s && proc_is(pid, (unsigned long long)json_object_get_int64(s));
 	return pid;
+}
+
+/* box create's process group, recorded before it runs on: delete stops it */
+static int state_note_tool(struct state *st, pid_t pid)
+{
+	json_object_object_add(st->o, "box_pid", json_object_new_int(pid));
+	json_object_object_add(st->o, "box_start", json_object_new_int64((int64_t)proc_start_time(pid)));
+	return state_save(st);
+}
+
+/* a box create still running for this container (a create that was
+ * killed): TERM its group (box then removes what it made) and wait */
+static void stop_box_create(struct state *st)
+{
+	struct json_object *v = jget(st->o, "box_pid"), *s = jget(st->o, "box_start");
+	pid_t pid = v ? (pid_t)json_object_get_int(v) : 0;
+	if (pid <= 0 || !s || !proc_is(pid, (unsigned long long)json_object_get_int64(s)))
+		return;
+	log_info("stopping the box create (pid %d) of '%s'", (int)pid, st->id);
+	kill(-pid, SIGTERM);
+	for (int i = 0; i < 20 * (TOOL_GRACE_S + 10) && proc_is(pid, (unsigned long long)json_object_get_int64(s));
+	     i++) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(-pid, SIGKILL);
+}
+
+/* <state>/netns: a bind mount of the client's network namespace */
+static int pin_netns(int dirfd, const char *statedir, pid_t client)
+{
+	char src[64], dst[PATH_MAX + 1200];
+	struct stat a, b;
+	snprintf(src, sizeof(src), "/proc/%d/ns/net", (int)client);
+	snprintf(dst, sizeof(dst), "%s/" NETNS_FILE, statedir);
+	/* never the namespace this runtime (the engine) runs in, nor the host's */
+	if (stat(src, &a) < 0)
+		return log_sys(errno, "the container's network namespace");
+	if ((stat("/proc/self/ns/net", &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) ||
+	    (stat("/proc/1/ns/net", &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev))
+		return log_error("the config's network namespace is the host's: a VM cannot take it over"), -EINVAL;
+	int fd = openat(dirfd, NETNS_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return log_sys(errno, "cannot make '%s'", dst);
+	close(fd);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		return log_sys(errno, "cannot pin the network namespace at '%s'", dst);
+	return 0;
+}
+
+static void unpin_netns(const char *statedir)
+{
+	char dst[PATH_MAX + 1200];
+	snprintf(dst, sizeof(dst), "%s/" NETNS_FILE, statedir);
+	if (umount2(dst, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
+		log_warn("cannot unmount '%s': %s", dst, strerror(errno));
 }
 
 static const char *state_status(struct state *st)
@@ -395,6 +517,17 @@ static char *state_json(struct state *st, const char *status)
 
 /* ---- cgroups: linux.cgroupsPath, cgroupfs or systemd's slice:prefix:name ---- */
 
+static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t n, const char *fmt, ...)
+{
+	size_t o = strnlen(buf, n);
+	va_list ap;
+	va_start(ap, fmt);
+	if (o < n)
+		vsnprintf(buf + o, n - o, fmt, ap);
+	va_end(ap);
+}
+
 static int cgroup_dir(const char *path, char *out, size_t outlen)
 {
 	char root[PATH_MAX], rel[PATH_MAX] = "";
@@ -416,18 +549,14 @@ static int cgroup_dir(const char *path, char *out, size_t outlen)
 			return log_error("linux.cgroupsPath '%s': '%s' is not a slice", path, slice), -EINVAL;
 		/* a-b.slice lives in a.slice/a-b.slice; -.slice is the root */
 		if (strcmp(slice, "-.slice")) {
-			for (const char *d = strchr(slice, '-'); d; d = strchr(d + 1, '-')) {
-				size_t o = strlen(rel);
-				snprintf(rel + o, sizeof(rel) - o, "/%.*s.slice", (int)(d - slice), slice);
-			}
-			size_t o = strlen(rel);
-			snprintf(rel + o, sizeof(rel) - o, "/%s", slice);
+			for (const char *d = strchr(slice, '-'); d; d = strchr(d + 1, '-'))
+				append(rel, sizeof(rel), "/%.*s.slice", (int)(d - slice), slice);
+			append(rel, sizeof(rel), "/%s", slice);
 		}
-		size_t o = strlen(rel);
 		if (*(c1 + 1))
-			snprintf(rel + o, sizeof(rel) - o, "/%s-%s.scope", c1 + 1, c2 + 1);
+			append(rel, sizeof(rel), "/%s-%s.scope", c1 + 1, c2 + 1);
 		else
-			snprintf(rel + o, sizeof(rel) - o, "/%s", c2 + 1);
+			append(rel, sizeof(rel), "/%s", c2 + 1);
 	} else if (path[0] == '/')
 		snprintf(rel, sizeof(rel), "%s", path);
 	else {
@@ -575,7 +704,7 @@ static int open_pty(int *master, char *slave, size_t slen, struct json_object *p
 /* ---- the client: the container's (or an exec's) process on the host ---- */
 
 struct client {
-	const char *run;   /* the sandbox's run id */
+	const char *run;   /* the sandbox's run id ("" for a pod's sandbox: none) */
 	int process_fd;	   /* a memfd holding the OCI process object */
 	const char *slave; /* a terminal, or NULL: the saved stdio */
 	int netns_fd;	   /* setns into this (-1: none) */
@@ -630,7 +759,7 @@ static void client_main(const struct client *c)
 			have += (size_t)n;
 		}
 		run[have] = 0;
-		if (run[0] != 'g' || !run_id_valid(run + 1))
+		if (run[0] != 'g' || (run[1] && !run_id_valid(run + 1)))
 			_exit(EXIT_LAUNCH);
 		run_id = run + 1;
 	}
@@ -640,6 +769,12 @@ static void client_main(const struct client *c)
 		if (f < 0 || write(f, "0", 1) != 1)
 			_exit(EXIT_LAUNCH);
 		close(f);
+	}
+	if (!*run_id) {
+		/* a pod's sandbox: hold the namespaces until a signal ends us */
+		close_range(3, ~0U, 0);
+		for (;;)
+			pause();
 	}
 	char path[PATH_MAX + 16];
 	snprintf(path, sizeof(path), "%s/box-ctl", g.self);
@@ -657,6 +792,9 @@ static void client_main(const struct client *c)
 static int memfd_of(struct json_object *o)
 {
 	const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	/* what box-ctl takes (its --process): refused here, not at start */
+	if (!t || strlen(t) > BOXCTL_PROCESS_MAX)
+		return log_error("the process object is larger than %u bytes", BOXCTL_PROCESS_MAX), -E2BIG;
 	int fd = memfd_create("process", MFD_CLOEXEC);
 	if (fd < 0 || write(fd, t, strlen(t)) != (ssize_t)strlen(t)) {
 		int e = errno;
@@ -697,6 +835,7 @@ struct plan {
 	long memory_mib, cpus;
 	bool privileged, seccomp, readonly;
 	const char *hostname;
+	bool pod_sandbox; /* a CRI pod's sandbox (pause) container: no VM */
 };
 
 static const char *const std_mounts[] = { "/proc", "/dev",	     "/dev/pts", "/dev/shm", "/dev/mqueue",
@@ -732,6 +871,13 @@ static int plan_config(struct json_object *cfg, const char *bundle, struct plan 
 	if (!p->process || !args || !json_object_is_type(args, json_type_array) || !json_object_array_length(args))
 		return log_error("the config has no process.args"), -EINVAL;
 	p->terminal = (v = jget(p->process, "terminal")) && json_object_get_boolean(v);
+	/* a Kubernetes pod's sandbox container (containerd's and CRI-O's mark)
+	 * only holds the pod's namespaces: its image is never run, and no VM is
+	 * made for it; the pod's containers are the VMs */
+	const char *ct = jstr(jget(cfg, "annotations"), "io.kubernetes.cri.container-type");
+	if (!ct)
+		ct = jstr(jget(cfg, "annotations"), "io.kubernetes.cri-o.ContainerType");
+	p->pod_sandbox = ct && !strcmp(ct, "sandbox");
 	p->hostname = jstr(cfg, "hostname");
 	if (p->hostname && !*p->hostname)
 		p->hostname = NULL;
@@ -897,6 +1043,23 @@ static int sandbox_remove(const char *name)
 	return r == 0 ? 0 : -EIO;
 }
 
+/* the sandbox NAME removed, or never made (a create that did not get
+ * that far): 0; it exists and could not be removed: -EIO */
+static int sandbox_gone_or_removed(const char *name)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/run-record", g.self);
+	char *argv[] = { path, "find", "--home", (char *)g.home, "--name", (char *)name, NULL }, out[64];
+	cleanup_free char **env = tool_env();
+	bool was = g.quiet;
+	g.quiet = true;
+	int r = env ? run_tool(path, argv, env, -1, out, sizeof(out), 30) : -ENOMEM;
+	g.quiet = was;
+	if (r == 1 || (r == 0 && !out[0]))
+		return 0; /* no such sandbox */
+	return sandbox_remove(name);
+}
+
 static int cgroup_remove_dir(struct json_object *o)
 {
 	struct json_object *v = jget(o, "cgroup_made");
@@ -943,7 +1106,7 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 			    .o = json_object_new_object() };
 	snprintf(st.id, sizeof(st.id), "%s", id);
 	pid_t client = -1;
-	int go[2] = { -1, -1 }, master = -1, netns = -1, pfd = -1, rc = EXIT_SYSTEM;
+	int go[2] = { -1, -1 }, master = -1, netns = -1, pfd = -1, fifo_dir = -1, rc = EXIT_SYSTEM;
 	char slave[128], name[64] = "", run[64] = "", statedir[PATH_MAX + 1100];
 	snprintf(statedir, sizeof(statedir), "%s/%s", g.root, id);
 	if (st.dirfd < 0 || flock(st.dirfd, LOCK_EX) < 0) {
@@ -960,7 +1123,9 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 			goto fail;
 		}
 	if ((pfd = memfd_of(p.process)) < 0) {
-		log_sys(pfd, "memfd");
+		if (pfd != -E2BIG)
+			log_sys(pfd, "memfd");
+		rc = EXIT_REFUSED;
 		goto fail;
 	}
 	if (p.netns_path && (netns = open(p.netns_path, O_RDONLY | O_CLOEXEC)) < 0) {
@@ -975,13 +1140,19 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 		goto fail;
 	}
 
-	/* the container's process: waits for create's end, then for start */
+	/* the container's process: waits for create's end, then for start; its
+	 * own descriptor of the state directory (the locked one is create's) */
+	fifo_dir = openat(st.dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fifo_dir < 0) {
+		log_sys(errno, "cannot open the state of '%s'", id);
+		goto fail;
+	}
 	struct client c = { .process_fd = pfd,
 			    .slave = p.terminal ? slave : NULL,
 			    .netns_fd = netns,
 			    .new_netns = p.new_netns,
 			    .go_fd = go[0],
-			    .fifo_dir = st.dirfd };
+			    .fifo_dir = fifo_dir };
 	client = fork();
 	if (client < 0) {
 		log_sys(errno, "fork");
@@ -989,11 +1160,13 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 	}
 	if (client == 0) {
 		close(go[1]);
-		flock(st.dirfd, LOCK_UN); /* the lock is create's (a shared description) */
+		close(st.dirfd); /* the lock stays create's alone */
 		client_main(&c);
 	}
 	close(go[0]);
 	go[0] = -1;
+	close(fifo_dir);
+	fifo_dir = -1;
 	unsigned long long start = proc_start_time(client);
 	json_object_object_add(st.o, "pid", json_object_new_int(client));
 	json_object_object_add(st.o, "start", json_object_new_int64((int64_t)start));
@@ -1035,14 +1208,30 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 		}
 	}
 
-	/* the sandbox */
+	if (p.pod_sandbox) {
+		json_object_object_add(st.o, "pod_sandbox", json_object_new_boolean(true));
+		goto ready;
+	}
+	/* the client's network namespace, pinned by a bind mount in the state
+	 * directory: what box is given names that namespace for good, whatever
+	 * becomes of the client's pid meanwhile */
+	if (pin_netns(st.dirfd, statedir, client) < 0) {
+		rc = EXIT_REFUSED;
+		goto fail;
+	}
+	/* the sandbox: its name recorded before box runs, so a create killed
+	 * meanwhile leaves a name that delete removes */
 	if (new_name(name, sizeof(name)) < 0) {
 		log_error("no randomness for a name");
 		goto fail;
 	}
+	json_object_object_add(st.o, "sandbox", json_object_new_string(name));
+	if (state_save(&st) < 0)
+		goto fail;
+	g.spawned = &st;
 	{
-		char *argv[96];
-		char nsarg[64], user[64], mem[32], cpus[32], etc[3][PATH_MAX + 1200];
+		char *argv[ARGV_MAX];
+		char nsarg[PATH_MAX + 1200], user[64], mem[32], cpus[32], etc[3][PATH_MAX + 1200];
 		char groups[GUEST_EXEC_GROUPS_MAX][16];
 		int n = 0;
 		argv[n++] = "box";
@@ -1051,7 +1240,7 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 		argv[n++] = name;
 		argv[n++] = "--rootfs";
 		argv[n++] = p.rootfs;
-		snprintf(nsarg, sizeof(nsarg), "netns:/proc/%d/ns/net", (int)client);
+		snprintf(nsarg, sizeof(nsarg), "netns:%s/" NETNS_FILE, statedir);
 		argv[n++] = "--network";
 		argv[n++] = nsarg;
 		struct json_object *u = jget(p.process, "user"), *v;
@@ -1060,8 +1249,8 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 		argv[n++] = "--user";
 		argv[n++] = user;
 		if ((v = jget(u, "additionalGids")) && json_object_is_type(v, json_type_array))
-			for (size_t i = 0; i < json_object_array_length(v) && i < GUEST_EXEC_GROUPS_MAX && n < 80;
-			     i++) {
+			for (size_t i = 0;
+			     i < json_object_array_length(v) && i < GUEST_EXEC_GROUPS_MAX && n < ARGS_SOFT; i++) {
 				snprintf(groups[i], sizeof(groups[i]), "%lld",
 					 (long long)json_object_get_int64(json_object_array_get_idx(v, i)));
 				argv[n++] = "--group-add";
@@ -1073,8 +1262,8 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 			argv[n++] = "--cap-drop";
 			argv[n++] = "ALL";
 			struct json_object *b = jget(jget(p.process, "capabilities"), "bounding");
-			for (size_t i = 0;
-			     b && json_object_is_type(b, json_type_array) && i < json_object_array_length(b) && n < 80;
+			for (size_t i = 0; b && json_object_is_type(b, json_type_array) &&
+					   i < json_object_array_length(b) && n < ARGS_SOFT;
 			     i++) {
 				argv[n++] = "--cap-add";
 				argv[n++] = (char *)json_object_get_string(json_object_array_get_idx(b, i));
@@ -1108,13 +1297,14 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 		if (log_get_level() >= LOG_DEBUG)
 			argv[n++] = "--verbose";
 		argv[n] = NULL;
-		if (n >= 80) {
+		if (n >= ARGS_SOFT) {
 			log_error("the config has too many capabilities or groups");
 			rc = EXIT_REFUSED;
 			goto fail;
 		}
 		char out[256];
 		r = box(argv, out, sizeof(out), BOX_TIMEOUT_S);
+		g.spawned = NULL;
 		if (r != 0) {
 			log_error("the sandbox could not be created: %s",
 				  g.last_err[0] ? g.last_err : "box create failed");
@@ -1122,7 +1312,6 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 			goto fail;
 		}
 	}
-	json_object_object_add(st.o, "sandbox", json_object_new_string(name));
 	{
 		char path[PATH_MAX + 16];
 		snprintf(path, sizeof(path), "%s/run-record", g.self);
@@ -1136,6 +1325,7 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 		}
 	}
 	json_object_object_add(st.o, "run", json_object_new_string(run));
+ready:
 	if (state_save(&st) < 0)
 		goto fail;
 	if (master >= 0) {
@@ -1174,18 +1364,22 @@ fail:
 		snprintf(g.last_err, sizeof(g.last_err), "%s", keep);
 	}
 	cgroup_remove_dir(st.o);
+	unpin_netns(statedir);
 	if (master >= 0)
 		close(master);
 	if (netns >= 0)
 		close(netns);
 	if (pfd >= 0)
 		close(pfd);
+	if (fifo_dir >= 0)
+		close(fifo_dir);
 	if (go[0] >= 0)
 		close(go[0]);
 	if (go[1] >= 0)
 		close(go[1]);
-	state_close(&st);
+	/* removed while still locked: nobody else's directory of that name */
 	remove_state(id);
+	state_close(&st);
 	return rc;
 }
 
@@ -1245,7 +1439,7 @@ out:
 static int cmd_state(const char *id)
 {
 	struct state st;
-	if (state_open(id, &st, false) < 0)
+	if (state_open_ex(id, &st, false, false) < 0)
 		return EXIT_REFUSED;
 	cleanup_free char *sj = state_json(&st, NULL);
 	state_close(&st);
@@ -1280,8 +1474,21 @@ static int parse_signal(const char *s)
 	return -1;
 }
 
+/* signal the process pid that started at start, never another that took
+ * its number: through a pidfd opened before the check */
+static int signal_proc(pid_t pid, unsigned long long start, int sig)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return -errno;
+	int r = proc_is(pid, start) ? (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) : -1;
+	int e = r < 0 ? (proc_is(pid, start) ? errno : ESRCH) : 0;
+	close(fd);
+	return -e;
+}
+
 /* the exec clients still alive (and the list pruned to them) */
-static size_t live_execs(struct state *st, pid_t *pids, size_t max)
+static size_t live_execs(struct state *st, pid_t *pids, unsigned long long *starts, size_t max)
 {
 	struct json_object *list = jget(st->o, "execs"), *keep = json_object_new_array();
 	size_t n = 0;
@@ -1290,8 +1497,10 @@ static size_t live_execs(struct state *st, pid_t *pids, size_t max)
 		pid_t pid = (pid_t)json_object_get_int(jget(e, "pid"));
 		if (proc_is(pid, (unsigned long long)json_object_get_int64(jget(e, "start")))) {
 			json_object_array_add(keep, json_object_get(e));
-			if (n < max)
+			if (n < max) {
+				starts[n] = (unsigned long long)json_object_get_int64(jget(e, "start"));
 				pids[n++] = pid;
+			}
 		}
 	}
 	json_object_object_add(st->o, "execs", keep);
@@ -1307,21 +1516,24 @@ static int cmd_kill(const char *id, const char *sigs, bool all)
 	if (state_open(id, &st, false) < 0)
 		return EXIT_REFUSED;
 	bool alive;
-	pid_t pid = state_pid(&st, &alive);
-	pid_t execs[EXECS_MAX];
-	size_t n = all ? live_execs(&st, execs, EXECS_MAX) : 0;
-	int rc = 0;
-	if (!alive && !n) {
+	pid_t pid = state_pid(&st, &alive), execs[EXECS_MAX];
+	unsigned long long starts[EXECS_MAX];
+	size_t n = all ? live_execs(&st, execs, starts, EXECS_MAX) : 0;
+	int rc = 0, r;
+	/* runc's kill --all of a stopped container has nothing to do: not an
+	 * error (containerd's CRI sends it after every exit) */
+	if (!alive && !n && !all) {
 		log_error("container '%s' is not running", id);
 		rc = EXIT_REFUSED;
 	}
 	/* the clients pass every signal they can catch on to their process in
 	 * the guest; SIGKILL ends the client, and the monitor then kills its
 	 * process */
-	if (alive && kill(pid, sig) < 0)
-		rc = (log_sys(errno, "kill %d", (int)pid), EXIT_SYSTEM);
+	if (alive && (r = signal_proc(pid, (unsigned long long)json_object_get_int64(jget(st.o, "start")), sig)) < 0 &&
+	    r != -ESRCH)
+		rc = (log_sys(r, "kill %d", (int)pid), EXIT_SYSTEM);
 	for (size_t i = 0; i < n; i++)
-		kill(execs[i], sig);
+		signal_proc(execs[i], starts[i], sig);
 	state_close(&st);
 	return rc;
 }
@@ -1329,11 +1541,20 @@ static int cmd_kill(const char *id, const char *sigs, bool all)
 static int cmd_delete(const char *id, bool force)
 {
 	struct state st;
-	if (state_open(id, &st, true) < 0) {
+	int sr = state_open(id, &st, true);
+	if (sr == -EBUSY || sr == -EINVAL) {
+		state_close(&st);
+		return EXIT_REFUSED;
+	}
+	if (sr < 0) {
 		if (st.dirfd >= 0 && !st.o) {
-			/* a create that never finished (killed): its leftovers */
-			state_close(&st);
+			/* a create killed before it wrote anything (it writes its
+			 * state before it makes a sandbox or pins a namespace) */
+			char statedir[PATH_MAX + 1200];
+			snprintf(statedir, sizeof(statedir), "%s/%s", g.root, id);
+			unpin_netns(statedir);
 			remove_state(id);
+			state_close(&st);
 			return 0;
 		}
 		state_close(&st);
@@ -1349,18 +1570,25 @@ static int cmd_delete(const char *id, bool force)
 		return EXIT_REFUSED;
 	}
 	bool alive;
-	pid_t pid = state_pid(&st, &alive);
-	pid_t execs[EXECS_MAX];
-	size_t n = live_execs(&st, execs, EXECS_MAX);
+	pid_t pid = state_pid(&st, &alive), execs[EXECS_MAX];
+	unsigned long long starts[EXECS_MAX];
+	size_t n = live_execs(&st, execs, starts, EXECS_MAX);
 	if (alive)
-		kill(pid, SIGKILL);
+		signal_proc(pid, (unsigned long long)json_object_get_int64(jget(st.o, "start")), SIGKILL);
 	for (size_t i = 0; i < n; i++)
-		kill(execs[i], SIGKILL);
+		signal_proc(execs[i], starts[i], SIGKILL);
 	int rc = 0;
+	/* a create killed while box ran: box goes first, then its sandbox */
+	stop_box_create(&st);
 	const char *name = jstr(st.o, "sandbox");
-	if (name && sandbox_remove(name) < 0) {
+	if (name && sandbox_gone_or_removed(name) < 0) {
 		log_error("the sandbox '%s' of '%s' could not be removed ('box rm -f %s' retries)", name, id, name);
 		rc = EXIT_SYSTEM;
+	}
+	{
+		char statedir[PATH_MAX + 1200];
+		snprintf(statedir, sizeof(statedir), "%s/%s", g.root, id);
+		unpin_netns(statedir);
 	}
 	cleanup_free char *sj = state_json(&st, "stopped");
 	struct json_object *hooks = jget(st.o, "hooks");
@@ -1370,9 +1598,9 @@ static int cmd_delete(const char *id, bool force)
 		run_hooks(cfg, "poststop", sj, false);
 	}
 	cgroup_remove_dir(st.o);
-	state_close(&st);
 	if (rc == 0)
-		remove_state(id);
+		remove_state(id); /* still locked */
+	state_close(&st);
 	return rc;
 }
 
@@ -1381,11 +1609,12 @@ static int cmd_ps(const char *id, const char *format)
 	if (strcmp(format, "json") && strcmp(format, "table"))
 		return log_error("--format '%s': use json or table", format), EXIT_USAGE;
 	struct state st;
-	if (state_open(id, &st, false) < 0)
+	if (state_open_ex(id, &st, false, false) < 0)
 		return EXIT_REFUSED;
 	bool alive;
 	pid_t pid = state_pid(&st, &alive), execs[EXECS_MAX];
-	size_t n = live_execs(&st, execs, EXECS_MAX);
+	unsigned long long starts[EXECS_MAX];
+	size_t n = live_execs(&st, execs, starts, EXECS_MAX);
 	state_close(&st);
 	if (!strcmp(format, "json")) {
 		printf("[");
@@ -1434,6 +1663,10 @@ static int cmd_exec(const char *id, const char *process, bool detach, const char
 	const char *status = state_status(&st);
 	const char *run = jstr(st.o, "run");
 	char slave[128], runbuf[64];
+	if (jget(st.o, "pod_sandbox")) {
+		log_error("container '%s' is a pod's sandbox: it has no VM to exec in", id);
+		goto out;
+	}
 	if (strcmp(status, "running") || !run) {
 		log_error("container '%s' is %s: exec needs a running one", id, status);
 		goto out;
@@ -1441,7 +1674,7 @@ static int cmd_exec(const char *id, const char *process, bool detach, const char
 	snprintf(runbuf, sizeof(runbuf), "%s", run);
 	int pfd = memfd_of(proc);
 	if (pfd < 0) {
-		rc = (log_sys(pfd, "memfd"), EXIT_SYSTEM);
+		rc = pfd == -E2BIG ? EXIT_REFUSED : (log_sys(pfd, "memfd"), EXIT_SYSTEM);
 		goto out;
 	}
 	if (terminal && open_pty(&master, slave, sizeof(slave), proc) < 0) {
@@ -1471,7 +1704,7 @@ static int cmd_exec(const char *id, const char *process, bool detach, const char
 		goto out;
 	}
 	if (pid == 0) {
-		flock(st.dirfd, LOCK_UN);
+		close(st.dirfd); /* the lock stays the exec command's */
 		client_main(&c);
 	}
 	close(pfd);
@@ -1483,7 +1716,8 @@ static int cmd_exec(const char *id, const char *process, bool detach, const char
 	json_object_object_add(e, "pid", json_object_new_int(pid));
 	json_object_object_add(e, "start", json_object_new_int64((int64_t)proc_start_time(pid)));
 	pid_t tmp[1];
-	live_execs(&st, tmp, 0);
+	unsigned long long tmps[1];
+	live_execs(&st, tmp, tmps, 0);
 	json_object_array_add(jget(st.o, "execs"), e);
 	if (json_object_array_length(jget(st.o, "execs")) > EXECS_MAX)
 		json_object_array_del_idx(jget(st.o, "execs"), 0, 1);
