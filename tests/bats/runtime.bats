@@ -410,3 +410,122 @@ EOT
 	! grep -q " $(uname -r)\$" "$logs/c.log" || false
 	[ -z "$(find "$R/ctrd/rt" -mindepth 2 2>/dev/null)" ]
 }
+
+# ---- what an attacker tried (a review of this runtime) ---------------------------------------
+
+@test "the rootfs cache: two images that differ only in an owner or a file capability never share a drive" {
+	local t=$BATS_TEST_TMPDIR/t out=$BATS_TEST_TMPDIR/cache
+	for v in a b c; do
+		mkdir -p "$t/$v/etc" "$t/$v/bin"
+		echo "root:x:0:0::/:/bin/sh" >"$t/$v/etc/passwd"
+		cp /bin/busybox "$t/$v/bin/tool"
+		touch -d @1000 "$t/$v/etc/passwd" "$t/$v/bin/tool"
+	done
+	chown 1000:1000 "$t/b/etc/passwd"
+	setcap cap_setuid+ep "$t/c/bin/tool"
+	ia=$("$TOP/tools/image/mkimage" rootfs "$out" "$t/a")
+	ib=$("$TOP/tools/image/mkimage" rootfs "$out" "$t/b")
+	ic=$("$TOP/tools/image/mkimage" rootfs "$out" "$t/c")
+	[ "$ia" != "$ib" ] && [ "$ia" != "$ic" ] && [ "$ib" != "$ic" ]
+	# each drive has its own tree's owners and capabilities
+	debugfs -R "stat /etc/passwd" "$ia" 2>/dev/null | grep -q "User: *0 *Group: *0"
+	debugfs -R "stat /etc/passwd" "$ib" 2>/dev/null | grep -q "User: *1000 *Group: *1000"
+	! debugfs -R "ea_list /bin/tool" "$ia" 2>/dev/null | grep -q capability || false
+	debugfs -R "ea_list /bin/tool" "$ic" 2>/dev/null | grep -q capability
+	# the same tree again: the cached drive
+	assert_eq "$("$TOP/tools/image/mkimage" rootfs "$out" "$t/a")" "$ia"
+}
+
+@test "a create killed while box runs leaves a sandbox that delete removes" {
+	local b=$BATS_TEST_TMPDIR/b
+	bundle "$b"
+	jq '.process.terminal = false | .process.args = ["true"]' "$b/config.json" >"$b/c.json"
+	mv "$b/c.json" "$b/config.json"
+	rt create --bundle "$b" k1 </dev/null >/dev/null 2>&1 &
+	local rtpid=$!
+	# the exact point: box is running (its pid recorded) and has staged the
+	# VM's jail (vm-launch comes next)
+	for _ in $(seq 600); do
+		jq -e .box_pid "$RTROOT/k1/state.json" >/dev/null 2>&1 && ls "$BOXKIT_HOME"/run/*/chroot.json >/dev/null 2>&1 &&
+			break
+		sleep 0.02
+	done
+	ls "$BOXKIT_HOME"/run/*/chroot.json
+	kill -9 "$rtpid"
+	wait "$rtpid" || true
+	run rt delete k1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ ! -e "$RTROOT/k1" ]
+	for _ in $(seq 100); do [ -z "$(own_procs)" ] && break; sleep 0.1; done
+	[ -z "$(own_procs)" ]
+	[ -z "$(box ls --json)" ]
+}
+
+@test "a config with large annotations: state, kill and delete still work, and the sandbox goes" {
+	local b=$BATS_TEST_TMPDIR/b
+	bundle "$b"
+	big=$(head -c 70000 /dev/zero | tr '\0' x)
+	jq --arg big "$big" '.process.terminal = false | .process.args = ["sleep", "1000"] | .annotations = {"big": $big}' \
+		"$b/config.json" >"$b/c.json"
+	mv "$b/c.json" "$b/config.json"
+	rt create --bundle "$b" big1 </dev/null >/dev/null 2>&1
+	run rt state big1
+	[ "$status" -eq 0 ]
+	jq -e '.status == "created" and (.annotations.big | length) == 70000' <<<"$output"
+	rt delete --force big1
+	[ ! -e "$RTROOT/big1" ]
+	[ -z "$(box ls --json)" ]
+}
+
+@test "a delete racing a failing create never removes the next container of the same id" {
+	local a=$BATS_TEST_TMPDIR/a b=$BATS_TEST_TMPDIR/b
+	bundle "$a"
+	bundle "$b"
+	# A: a createRuntime hook that waits, then fails; B: a pod's sandbox (no VM)
+	jq '.process.terminal = false | .hooks = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 3; exit 1"]}]}' \
+		"$a/config.json" >"$a/c.json"
+	mv "$a/c.json" "$a/config.json"
+	jq '.process.terminal = false | .annotations = {"io.kubernetes.cri.container-type": "sandbox"}' "$b/config.json" >"$b/c.json"
+	mv "$b/c.json" "$b/config.json"
+	rt create --bundle "$a" x </dev/null >/dev/null 2>&1 &
+	local ca=$!
+	for _ in $(seq 100); do [ -e "$RTROOT/x/state.json" ] && break; sleep 0.05; done
+	# a delete meanwhile must wait for A; B comes as soon as the id is free
+	rt delete --force x >/dev/null 2>&1 &
+	local del=$!
+	for _ in $(seq 400); do rt create --bundle "$b" x </dev/null >/dev/null 2>&1 && break; sleep 0.1; done
+	! wait "$ca" || false
+	wait "$del" || true
+	# B is whole: its state, its process
+	run rt state x
+	[ "$status" -eq 0 ]
+	jq -e '.status == "created"' <<<"$output"
+	rt delete --force x
+	[ ! -e "$RTROOT/x" ]
+}
+
+@test "configs that once overflowed or took the host's network are refused cleanly" {
+	local b=$BATS_TEST_TMPDIR/b
+	bundle "$b"
+	# 64 groups and every capability, no seccomp filter, every option: refused, no overflow
+	jq '.process.terminal = false | .process.user.additionalGids = [range(1; 65)] | .process.capabilities.bounding = ["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_SETGID","CAP_SETUID","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_NET_RAW","CAP_SYS_CHROOT","CAP_MKNOD","CAP_AUDIT_WRITE","CAP_SETFCAP","CAP_NET_ADMIN","CAP_SYS_PTRACE","CAP_SYS_NICE","CAP_SYS_RESOURCE","CAP_SYS_TIME","CAP_IPC_LOCK","CAP_IPC_OWNER","CAP_LEASE","CAP_LINUX_IMMUTABLE","CAP_SYS_BOOT","CAP_SYS_MODULE","CAP_SYS_RAWIO","CAP_SYS_PACCT","CAP_SYS_TTY_CONFIG","CAP_WAKE_ALARM","CAP_BLOCK_SUSPEND","CAP_AUDIT_CONTROL","CAP_AUDIT_READ","CAP_DAC_READ_SEARCH","CAP_MAC_ADMIN","CAP_MAC_OVERRIDE","CAP_SYSLOG","CAP_NET_BROADCAST","CAP_BPF"] | del(.linux.seccomp) | .root.readonly = true | .linux.resources = {"memory": {"limit": 536870912}, "cpu": {"quota": 200000, "period": 100000}}' \
+		"$b/config.json" >"$b/c.json"
+	mv "$b/c.json" "$b/config.json"
+	run rt create --bundle "$b" many </dev/null
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_contains "$output" "too many capabilities or groups"
+	[ ! -e "$RTROOT/many" ]
+	# the host's own network namespace, by path
+	bundle "$BATS_TEST_TMPDIR/h"
+	jq '.process.terminal = false | .linux.namespaces |= map(if .type == "network" then .path = "/proc/self/ns/net" else . end)' \
+		"$BATS_TEST_TMPDIR/h/config.json" >"$BATS_TEST_TMPDIR/h/c.json"
+	mv "$BATS_TEST_TMPDIR/h/c.json" "$BATS_TEST_TMPDIR/h/config.json"
+	run rt create --bundle "$BATS_TEST_TMPDIR/h" hostnet </dev/null
+	echo "$output"
+	[ "$status" -eq 1 ]
+	assert_contains "$output" "the host's"
+	[ ! -e "$RTROOT/hostnet" ]
+	[ -z "$(own_procs)" ]
+}

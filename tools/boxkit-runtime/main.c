@@ -1015,10 +1015,25 @@ static int copy_etc(int dirfd, const char *name, const char *src)
 
 /* ---- create ------------------------------------------------------------------------ */
 
-static void remove_state(const char *id)
+/* remove <root>/<id>, only when it is still the directory locked (dirfd):
+ * another command may have removed ours and a new create made one of the
+ * same name meanwhile */
+static bool state_is_current(const char *id, int dirfd)
 {
 	cleanup_close int root = open_root(false);
-	if (root >= 0 && rm_tree_at(root, id) < 0 && errno != ENOENT)
+	struct stat a, b;
+	return root >= 0 && fstat(dirfd, &a) == 0 && fstatat(root, id, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static void remove_state(const char *id, int dirfd)
+{
+	cleanup_close int root = open_root(false);
+	if (root < 0 || !state_is_current(id, dirfd)) {
+		log_debug("the state of '%s' is gone already", id);
+		return;
+	}
+	if (rm_tree_at(root, id) < 0 && errno != ENOENT)
 		log_warn("cannot remove the state of '%s' under '%s'", id, g.root);
 }
 
@@ -1378,7 +1393,8 @@ fail:
 	if (go[1] >= 0)
 		close(go[1]);
 	/* removed while still locked: nobody else's directory of that name */
-	remove_state(id);
+	if (st.dirfd >= 0)
+		remove_state(id, st.dirfd);
 	state_close(&st);
 	return rc;
 }
@@ -1547,13 +1563,13 @@ static int cmd_delete(const char *id, bool force)
 		return EXIT_REFUSED;
 	}
 	if (sr < 0) {
-		if (st.dirfd >= 0 && !st.o) {
+		if (st.dirfd >= 0 && !st.o && state_is_current(id, st.dirfd)) {
 			/* a create killed before it wrote anything (it writes its
 			 * state before it makes a sandbox or pins a namespace) */
 			char statedir[PATH_MAX + 1200];
 			snprintf(statedir, sizeof(statedir), "%s/%s", g.root, id);
 			unpin_netns(statedir);
-			remove_state(id);
+			remove_state(id, st.dirfd);
 			state_close(&st);
 			return 0;
 		}
@@ -1599,7 +1615,7 @@ static int cmd_delete(const char *id, bool force)
 	}
 	cgroup_remove_dir(st.o);
 	if (rc == 0)
-		remove_state(id); /* still locked */
+		remove_state(id, st.dirfd); /* still locked */
 	state_close(&st);
 	return rc;
 }
