@@ -183,6 +183,12 @@ GET='for t; do hp=${t%%/*}; b=$(printf "GET /%s HTTP/1.0\r\n\r\n" "${t#*/}" | nc
 	run -125 --separate-stderr vm-launch --config /dev/null --network "netns:run/netns/$CTR"
 	assert_contains "$stderr" "netns:PATH needs the absolute path of a network namespace"
 	assert_released "$CTR" "$VC"
+	# the namespace the launcher runs in is never taken over: here the test's
+	# own $CTR (run from inside it), standing for the host's
+	run -125 --separate-stderr ip netns exec "$CTR" env PATH="$PATH" BOXKIT_HOME="$BOXKIT_HOME" \
+		timeout 120 box run --network netns:/proc/self/ns/net -- true
+	assert_contains "$stderr" "is this host's own network namespace"
+	assert_released "$CTR" "$VC"
 }
 
 @test "a failure while taking the interface over, or a setup that hangs, leaves nothing behind" {

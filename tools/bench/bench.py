@@ -27,6 +27,12 @@ measured in the same run.
                     alone, against `tar -c | tar -x` between two host
                     directories in the same run (medians of 5; everything on
                     xfs loop images of the same kind; root)
+  bench.py runtime  boxkit as Docker's runtime: `docker run --rm --runtime boxkit
+                    IMAGE true` against `--runtime runc` and against `box run --
+                    true` in the same run (medians of 5; a dockerd of the
+                    bench's own in a network and mount namespace of its own, an
+                    image imported from a busybox tree): the engine's own
+                    overhead on top of boxkit
   bench.py compare TOP
                     cold `box run -- true` of this tree against another built
                     tree (another commit: `git worktree add`, make, make image),
@@ -635,6 +641,78 @@ def bench_voldata(n=5):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_runtime(n=5):
+    work = tempfile.mkdtemp(prefix="bxbench-rt.", dir="/tmp")
+    ns = "bxbenchrt%d" % os.getpid()
+    home = os.path.join(work, "home")
+    os.makedirs(home)
+    tree = os.path.join(work, "tree")
+    os.makedirs(os.path.join(tree, "bin"))
+    os.makedirs(os.path.join(tree, "etc"))
+    shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
+    for a in subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split():
+        if not os.path.exists(os.path.join(tree, "bin", a)):
+            os.symlink("busybox", os.path.join(tree, "bin", a))
+    subprocess.run(["tar", "-C", tree, "-cf", os.path.join(work, "bb.tar"), "."], check=True)
+    os.makedirs(os.path.join(work, "etc-docker"))
+    os.makedirs("/etc/docker", exist_ok=True)
+    sock = "unix://" + os.path.join(work, "docker.sock")
+    env = dict(os.environ, BOXKIT_HOME=home, BOXKIT_CACHE=os.path.join(work, "cache"), DOCKER_HOST=sock)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+    script = ('mount -t cgroup2 none /sys/fs/cgroup && mount --bind "$0/etc-docker" /etc/docker && '
+              'exec dockerd --data-root "$0/root" --exec-root "$0/exec" -H "unix://$0/docker.sock" '
+              '--pidfile "$0/docker.pid" --add-runtime "boxkit=$1" --log-level error')
+    log = open(os.path.join(work, "dockerd.log"), "w")
+    d = subprocess.Popen(["ip", "netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                          work, os.path.join(BIN, "boxkit-runtime")], env=env, stdout=log, stderr=log)
+    docker = shutil.which("docker", path="/usr/bin") or "docker"
+    try:
+        for _ in range(300):
+            if subprocess.run([docker, "info"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        subprocess.run([docker, "import", os.path.join(work, "bb.tar"), "bxbench"], env=env, check=True,
+                       capture_output=True)
+
+        def one(cmd):
+            t0 = time.monotonic()
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if p.returncode != 0:
+                print(p.stdout, p.stderr, file=sys.stderr)
+                sys.exit(1)
+            return time.monotonic() - t0
+        # a first run of each fills the caches (the image's drive); then interleaved
+        one([docker, "run", "--rm", "--runtime", "boxkit", "bxbench", "true"])
+        one([docker, "run", "--rm", "--runtime", "runc", "bxbench", "true"])
+        rt, rc, bx = [], [], []
+        for _ in range(n):
+            rt.append(one([docker, "run", "--rm", "--runtime", "boxkit", "bxbench", "true"]))
+            rc.append(one([docker, "run", "--rm", "--runtime", "runc", "bxbench", "true"]))
+            bx.append(one([os.path.join(BIN, "box"), "run", "--", "true"]))
+    finally:
+        d.terminate()
+        try:
+            d.wait(30)
+        except subprocess.TimeoutExpired:
+            d.kill()
+        subprocess.run(["ip", "netns", "del", ns])
+        subprocess.run(f"grep -o ' {work}/[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l",
+                       shell=True)
+    res = {"docker_boxkit_true_median_s": round(med(rt), 3), "docker_runc_true_median_s": round(med(rc), 3),
+           "box_run_true_median_s": round(med(bx), 3)}
+    res["engine_overhead_s"] = round(res["docker_boxkit_true_median_s"] - res["box_run_true_median_s"], 3)
+    res["ratio_over_box_run"] = round(res["docker_boxkit_true_median_s"] / res["box_run_true_median_s"], 3)
+    res["ratio_over_runc"] = round(res["docker_boxkit_true_median_s"] / res["docker_runc_true_median_s"], 3)
+    print(f"docker run --rm --runtime boxkit IMAGE true: median {res['docker_boxkit_true_median_s']:.3f} s")
+    print(f"docker run --rm --runtime runc IMAGE true:   median {res['docker_runc_true_median_s']:.3f} s "
+          f"(boxkit x{res['ratio_over_runc']})")
+    print(f"box run -- true:                              median {res['box_run_true_median_s']:.3f} s "
+          f"(the engine adds {res['engine_overhead_s']:.3f} s, x{res['ratio_over_box_run']})")
+    print(json.dumps({"bench": "runtime", "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_compare(other, n=10):
     work = tempfile.mkdtemp()
     trees = {"this": TOP, "other": os.path.abspath(other)}
@@ -663,4 +741,4 @@ if __name__ == "__main__":
         bench_compare(sys.argv[2])
     else:
         {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec,
-         "net": bench_net, "image": bench_image, "voldata": bench_voldata}[what]()
+         "net": bench_net, "image": bench_image, "voldata": bench_voldata, "runtime": bench_runtime}[what]()

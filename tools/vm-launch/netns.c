@@ -55,6 +55,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -613,6 +614,18 @@ int netns_prepare(struct vm *vm)
 		log_error("--network netns: '%s' is a namespace, but not a network namespace", arg.netns);
 		return EXIT_LAUNCH;
 	}
+	/* never the network this launcher runs in (the host's, as far as it
+	 * knows), nor PID 1's: a VM takes over only a namespace made for it */
+	struct stat a, b;
+	static const char *const own[] = { "/proc/self/ns/net", "/proc/1/ns/net" };
+	for (size_t i = 0; i < ARRAY_SIZE(own); i++)
+		if (fstat(n->ns_fd, &a) == 0 && stat(own[i], &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			log_error(
+				"--network netns: '%s' is this host's own network namespace (%s): a VM takes over only "
+				"a namespace made for it",
+				arg.netns, own[i]);
+			return EXIT_LAUNCH;
+		}
 	return 0;
 }
 
