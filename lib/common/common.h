@@ -223,6 +223,10 @@ int drop_to_user_ambient(uid_t uid, gid_t gid, int cap);
  * socket fd (SOCK_STREAM, CLOEXEC; listening for the bind) or -errno. */
 int unix_listen_beneath(int dirfd, const char *name, int backlog);
 int unix_connect_beneath(int dirfd, const char *name);
+/* One sendmsg of len bytes of data, with fd (SCM_RIGHTS) when fd >= 0:
+ * 0, or -errno (-EIO for a short send). Allocates nothing (a forked
+ * child of a threaded process may call it). */
+int send_with_fd(int sock, const void *data, size_t len, int fd);
 
 /* ---- boxkit's cgroups (cgroup.c): <cgroup2 mount>/boxkit/<name> ---- */
 #define CGROUP_BOXKIT "boxkit"

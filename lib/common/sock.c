@@ -44,3 +44,25 @@ int unix_connect_beneath(int dirfd, const char *name)
 		return -errno;
 	return steal_fd(&fd);
 }
+
+int send_with_fd(int sock, const void *data, size_t len, int fd)
+{
+	union {
+		struct cmsghdr c;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = { (void *)data, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.b;
+		mh.msg_controllen = sizeof(u.b);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	return w == (ssize_t)len ? 0 : w < 0 ? -errno : -EIO;
+}

@@ -313,7 +313,8 @@ static int box(char *const argv[], char *out, size_t outlen, int timeout_s)
 
 struct state {
 	char id[1100];
-	int dirfd; /* <root>/<id>, locked (flock) while we work on it */
+	char dir[PATH_MAX + 1100]; /* <root>/<id> */
+	int dirfd;		   /* that directory, locked (flock) while we work on it */
 	struct json_object *o;
 };
 
@@ -378,6 +379,7 @@ static int state_open_ex(const char *id, struct state *st, bool quiet, bool lock
 	if (!id_valid(id))
 		return log_error("'%s' is not a container id (1 to 1024 of [A-Za-z0-9_+.-])", id), -EINVAL;
 	snprintf(st->id, sizeof(st->id), "%s", id);
+	snprintf(st->dir, sizeof(st->dir), "%s/%s", g.root, id);
 	cleanup_close int root = open_root(false);
 	if (root < 0) {
 		if (!quiet)
@@ -606,9 +608,10 @@ static int cgroup_join(const char *dir, pid_t pid, bool *made)
 
 /* ---- hooks (runtime-spec config.md#posix-platform-hooks) ------------------------------ */
 
-static int run_hooks(struct json_object *cfg, const char *kind, const char *state, bool fatal)
+/* the config's "hooks" object: those of kind, each with the state on stdin */
+static int run_hooks(struct json_object *hooks, const char *kind, const char *state, bool fatal)
 {
-	struct json_object *list = jget(jget(cfg, "hooks"), kind);
+	struct json_object *list = jget(hooks, kind);
 	if (!list)
 		return 0;
 	if (!json_object_is_type(list, json_type_array))
@@ -669,21 +672,10 @@ static int send_master(const char *sock_path, int master)
 	cleanup_close int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0)
 		return log_sys(errno, "cannot connect to --console-socket '%s'", sock_path);
-	char name[] = "/dev/ptmx";
-	struct iovec iov = { name, sizeof(name) - 1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u = { 0 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &master, sizeof(int));
-	if (sendmsg(s, &m, MSG_NOSIGNAL) < 0)
-		return log_sys(errno, "cannot send the terminal to --console-socket '%s'", sock_path);
-	return 0;
+	/* runc sends the master's name with it */
+	static const char name[] = "/dev/ptmx";
+	int r = send_with_fd(s, name, sizeof(name) - 1, master);
+	return r < 0 ? log_sys(r, "cannot send the terminal to --console-socket '%s'", sock_path) : 0;
 }
 
 static int open_pty(int *master, char *slave, size_t slen, struct json_object *process)
@@ -1060,15 +1052,25 @@ static int sandbox_remove(const char *name)
 
 /* the sandbox NAME removed, or never made (a create that did not get
  * that far): 0; it exists and could not be removed: -EIO */
-static int sandbox_gone_or_removed(const char *name)
+/* run-record find --name NAME: the sandbox's run id in run (0), 1 when
+ * there is none, else another status or -errno */
+static int find_run(const char *name, char *run, size_t len)
 {
 	char path[PATH_MAX + 16];
 	snprintf(path, sizeof(path), "%s/run-record", g.self);
-	char *argv[] = { path, "find", "--home", (char *)g.home, "--name", (char *)name, NULL }, out[64];
+	char *argv[] = { path, "find", "--home", (char *)g.home, "--name", (char *)name, NULL };
 	cleanup_free char **env = tool_env();
+	int r = env ? run_tool(path, argv, env, -1, run, len, 30) : -ENOMEM;
+	run[strcspn(run, "\n")] = 0;
+	return r;
+}
+
+static int sandbox_gone_or_removed(const char *name)
+{
+	char out[64] = "";
 	bool was = g.quiet;
 	g.quiet = true;
-	int r = env ? run_tool(path, argv, env, -1, out, sizeof(out), 30) : -ENOMEM;
+	int r = find_run(name, out, sizeof(out));
 	g.quiet = was;
 	if (r == 1 || (r == 0 && !out[0]))
 		return 0; /* no such sandbox */
@@ -1120,10 +1122,11 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 	struct state st = { .dirfd = openat(root, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC),
 			    .o = json_object_new_object() };
 	snprintf(st.id, sizeof(st.id), "%s", id);
+	snprintf(st.dir, sizeof(st.dir), "%s/%s", g.root, id);
 	pid_t client = -1;
 	int go[2] = { -1, -1 }, master = -1, netns = -1, pfd = -1, fifo_dir = -1, rc = EXIT_SYSTEM;
-	char slave[128], name[64] = "", run[64] = "", statedir[PATH_MAX + 1100];
-	snprintf(statedir, sizeof(statedir), "%s/%s", g.root, id);
+	char slave[128], name[64] = "", run[64] = "";
+	const char *statedir = st.dir;
 	if (st.dirfd < 0 || flock(st.dirfd, LOCK_EX) < 0) {
 		log_sys(errno, "cannot open the state of '%s'", id);
 		goto fail;
@@ -1217,7 +1220,9 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 	/* the engine's hooks: its network goes into the client's namespace */
 	{
 		cleanup_free char *sj = state_json(&st, "creating");
-		if (!sj || run_hooks(cfg, "createRuntime", sj, true) < 0 || run_hooks(cfg, "prestart", sj, true) < 0) {
+		struct json_object *hooks = jget(cfg, "hooks");
+		if (!sj || run_hooks(hooks, "createRuntime", sj, true) < 0 ||
+		    run_hooks(hooks, "prestart", sj, true) < 0) {
 			rc = EXIT_REFUSED;
 			goto fail;
 		}
@@ -1327,17 +1332,9 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 			goto fail;
 		}
 	}
-	{
-		char path[PATH_MAX + 16];
-		snprintf(path, sizeof(path), "%s/run-record", g.self);
-		char *argv[] = { path, "find", "--home", (char *)g.home, "--name", name, NULL };
-		cleanup_free char **env = tool_env();
-		r = env ? run_tool(path, argv, env, -1, run, sizeof(run), 30) : -ENOMEM;
-		run[strcspn(run, "\n")] = 0;
-		if (r != 0 || !run_id_valid(run)) {
-			log_error("cannot find the sandbox '%s' that box created", name);
-			goto fail;
-		}
+	if (find_run(name, run, sizeof(run)) != 0 || !run_id_valid(run)) {
+		log_error("cannot find the sandbox '%s' that box created", name);
+		goto fail;
 	}
 	json_object_object_add(st.o, "run", json_object_new_string(run));
 ready:
@@ -1441,12 +1438,8 @@ static int cmd_start(const char *id)
 	unlinkat(st.dirfd, FIFO_FILE, 0);
 	rc = 0;
 	sj = state_json(&st, "running");
-	struct json_object *hooks = jget(st.o, "hooks");
-	if (hooks && sj) {
-		cleanup_json struct json_object *cfg = json_object_new_object();
-		json_object_object_add(cfg, "hooks", json_object_get(hooks));
-		run_hooks(cfg, "poststart", sj, false);
-	}
+	if (sj)
+		run_hooks(jget(st.o, "hooks"), "poststart", sj, false);
 out:
 	state_close(&st);
 	return rc;
@@ -1566,9 +1559,7 @@ static int cmd_delete(const char *id, bool force)
 		if (st.dirfd >= 0 && !st.o && state_is_current(id, st.dirfd)) {
 			/* a create killed before it wrote anything (it writes its
 			 * state before it makes a sandbox or pins a namespace) */
-			char statedir[PATH_MAX + 1200];
-			snprintf(statedir, sizeof(statedir), "%s/%s", g.root, id);
-			unpin_netns(statedir);
+			unpin_netns(st.dir);
 			remove_state(id, st.dirfd);
 			state_close(&st);
 			return 0;
@@ -1601,18 +1592,10 @@ static int cmd_delete(const char *id, bool force)
 		log_error("the sandbox '%s' of '%s' could not be removed ('box rm -f %s' retries)", name, id, name);
 		rc = EXIT_SYSTEM;
 	}
-	{
-		char statedir[PATH_MAX + 1200];
-		snprintf(statedir, sizeof(statedir), "%s/%s", g.root, id);
-		unpin_netns(statedir);
-	}
+	unpin_netns(st.dir);
 	cleanup_free char *sj = state_json(&st, "stopped");
-	struct json_object *hooks = jget(st.o, "hooks");
-	if (hooks && sj) {
-		cleanup_json struct json_object *cfg = json_object_new_object();
-		json_object_object_add(cfg, "hooks", json_object_get(hooks));
-		run_hooks(cfg, "poststop", sj, false);
-	}
+	if (sj)
+		run_hooks(jget(st.o, "hooks"), "poststop", sj, false);
 	cgroup_remove_dir(st.o);
 	if (rc == 0)
 		remove_state(id, st.dirfd); /* still locked */
@@ -1828,6 +1811,29 @@ static int need_id(int argc, char **argv, int want)
 	return 0;
 }
 
+/* --preserve-fds N: only 0 (nothing to pass) means anything to a VM */
+static bool preserve_fds_refused(const char *n)
+{
+	if (!strcmp(n, "0"))
+		return false;
+	log_error("--preserve-fds %s: descriptors cannot be passed into a VM", n);
+	return true;
+}
+
+/* a command whose one option is the flag --name (-c): 1 given, 0 not, -1 bad */
+static int one_flag(int argc, char **argv, const char *name, int c)
+{
+	const struct option o[] = { { name, no_argument, NULL, c }, { 0 } };
+	const char shortopt[] = { '+', (char)c, 0 };
+	int k, on = 0;
+	while ((k = getopt_long(argc, argv, shortopt, o, NULL)) != -1) {
+		if (k != c)
+			return -1;
+		on = 1;
+	}
+	return on;
+}
+
 static int dispatch(int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -1852,10 +1858,8 @@ static int dispatch(int argc, char **argv)
 			case NK:
 			case D: break; /* a VM has no pivot_root, keyring or foreground to leave */
 			case PF:
-				if (strcmp(optarg, "0"))
-					return log_error("--preserve-fds %s: descriptors cannot be passed into a VM",
-							 optarg),
-					       EXIT_USAGE;
+				if (preserve_fds_refused(optarg))
+					return EXIT_USAGE;
 				break;
 			default: return EXIT_USAGE;
 			}
@@ -1870,13 +1874,9 @@ static int dispatch(int argc, char **argv)
 		return !strcmp(cmd, "start") ? cmd_start(argv[optind]) : cmd_state(argv[optind]);
 	}
 	if (!strcmp(cmd, "kill")) {
-		bool all = false;
-		static const struct option o[] = { { "all", no_argument, NULL, 'a' }, { 0 } };
-		while ((c = getopt_long(argc, argv, "+a", o, NULL)) != -1)
-			if (c == 'a')
-				all = true;
-			else
-				return EXIT_USAGE;
+		int all = one_flag(argc, argv, "all", 'a');
+		if (all < 0)
+			return EXIT_USAGE;
 		if (argc - optind == 1)
 			return cmd_kill(argv[optind], "TERM", all);
 		if (need_id(argc, argv, 2) < 0)
@@ -1884,13 +1884,9 @@ static int dispatch(int argc, char **argv)
 		return cmd_kill(argv[optind], argv[optind + 1], all);
 	}
 	if (!strcmp(cmd, "delete")) {
-		bool force = false;
-		static const struct option o[] = { { "force", no_argument, NULL, 'f' }, { 0 } };
-		while ((c = getopt_long(argc, argv, "+f", o, NULL)) != -1)
-			if (c == 'f')
-				force = true;
-			else
-				return EXIT_USAGE;
+		int force = one_flag(argc, argv, "force", 'f');
+		if (force < 0)
+			return EXIT_USAGE;
 		if (need_id(argc, argv, 1) < 0)
 			return EXIT_USAGE;
 		return cmd_delete(argv[optind], force);
@@ -1917,10 +1913,8 @@ static int dispatch(int argc, char **argv)
 			case 't':
 			case T: tty = true; break;
 			case PF:
-				if (strcmp(optarg, "0"))
-					return log_error("--preserve-fds %s: descriptors cannot be passed into a VM",
-							 optarg),
-					       EXIT_USAGE;
+				if (preserve_fds_refused(optarg))
+					return EXIT_USAGE;
 				break;
 			default: return EXIT_USAGE;
 			}
