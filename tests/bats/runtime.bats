@@ -59,11 +59,17 @@ teardown() {
 
 rt() { boxkit-runtime --root "$RTROOT" "$@"; }
 
-# bundle DIR: a runc-shaped bundle (runc spec) on the busybox tree
+# bundle DIR [JQ-FILTER [JQ-ARGS...]]: a runc-shaped bundle (runc spec) on
+# the busybox tree, its config.json passed through JQ-FILTER
 bundle() {
-	mkdir -p "$1"
-	(cd "$1" && runc spec)
-	ln -s "$R/tree" "$1/rootfs"
+	local d=$1
+	mkdir -p "$d"
+	(cd "$d" && runc spec)
+	ln -s "$R/tree" "$d/rootfs"
+	[ $# -ge 2 ] || return 0
+	shift
+	jq "$@" "$d/config.json" >"$d/config.json.new"
+	mv "$d/config.json.new" "$d/config.json"
 }
 
 @test "boxkit-runtime: help, version, features; unsupported commands and options refused by name" {
@@ -127,10 +133,7 @@ bundle() {
 
 @test "boxkit-runtime by hand: create waits for start, the pid is the process (a child of the subreaper, in the cgroup), its status comes back" {
 	local b=$BATS_TEST_TMPDIR/b cg=boxkit-rt-test-$$
-	bundle "$b"
-	jq --arg cg "/$cg" '.process.terminal = false | .process.args = ["sh", "-c", "echo started; echo to-stderr >&2; hostname; cat /etc/hostname; trap \"echo got-usr1\" USR1; echo trap-set; i=0; while [ $i -lt 100 ] && [ ! -e /tmp/stop ]; do i=$((i+1)); sleep 0.1; done; touch /tmp/stop; exit 6"] | .linux.cgroupsPath = $cg | .hostname = "rthost"' \
-		"$b/config.json" >"$b/c.json"
-	mv "$b/c.json" "$b/config.json"
+	bundle "$b" --arg cg "/$cg" '.process.terminal = false | .process.args = ["sh", "-c", "echo started; echo to-stderr >&2; hostname; cat /etc/hostname; trap \"echo got-usr1\" USR1; echo trap-set; i=0; while [ $i -lt 100 ] && [ ! -e /tmp/stop ]; do i=$((i+1)); sleep 0.1; done; touch /tmp/stop; exit 6"] | .linux.cgroupsPath = $cg | .hostname = "rthost"'
 	local o=$BATS_TEST_TMPDIR
 	cat >"$o/shim.sh" <<EOF
 set -x
@@ -173,10 +176,8 @@ EOF
 
 @test "boxkit-runtime by hand: delete of a running container needs --force; kill KILL ends it" {
 	local b=$BATS_TEST_TMPDIR/b
-	bundle "$b"
-	jq '.process.terminal = false | .process.args = ["sleep", "1000"]' "$b/config.json" >"$b/c.json"
-	mv "$b/c.json" "$b/config.json"
-	rt create --bundle "$b" --pid-file "$BATS_TEST_TMPDIR/pid" c2 </dev/null >/dev/null 2>&1
+	bundle "$b" '.process.terminal = false | .process.args = ["sleep", "1000"]'
+	rt create --bundle "$b" --pid-file "$BATS_TEST_TMPDIR/pid" c2 </dev/null >/dev/null
 	rt start c2
 	run rt delete c2
 	[ "$status" -eq 1 ]
@@ -448,9 +449,7 @@ EOT
 
 @test "a create killed while box runs leaves a sandbox that delete removes" {
 	local b=$BATS_TEST_TMPDIR/b
-	bundle "$b"
-	jq '.process.terminal = false | .process.args = ["true"]' "$b/config.json" >"$b/c.json"
-	mv "$b/c.json" "$b/config.json"
+	bundle "$b" '.process.terminal = false | .process.args = ["true"]'
 	rt create --bundle "$b" k1 </dev/null >/dev/null 2>&1 &
 	local rtpid=$!
 	# the exact point: box is running (its pid recorded) and has staged the
@@ -474,11 +473,8 @@ EOT
 
 @test "a config with large annotations: state, kill and delete still work, and the sandbox goes" {
 	local b=$BATS_TEST_TMPDIR/b
-	bundle "$b"
 	big=$(head -c 70000 /dev/zero | tr '\0' x)
-	jq --arg big "$big" '.process.terminal = false | .process.args = ["sleep", "1000"] | .annotations = {"big": $big}' \
-		"$b/config.json" >"$b/c.json"
-	mv "$b/c.json" "$b/config.json"
+	bundle "$b" --arg big "$big" '.process.terminal = false | .process.args = ["sleep", "1000"] | .annotations = {"big": $big}'
 	rt create --bundle "$b" big1 </dev/null >/dev/null 2>&1
 	run rt state big1
 	[ "$status" -eq 0 ]
@@ -490,14 +486,9 @@ EOT
 
 @test "a delete racing a failing create never removes the next container of the same id" {
 	local a=$BATS_TEST_TMPDIR/a b=$BATS_TEST_TMPDIR/b
-	bundle "$a"
-	bundle "$b"
+	bundle "$a" '.process.terminal = false | .hooks = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 3; exit 1"]}]}'
+	bundle "$b" '.process.terminal = false | .annotations = {"io.kubernetes.cri.container-type": "sandbox"}'
 	# A: a createRuntime hook that waits, then fails; B: a pod's sandbox (no VM)
-	jq '.process.terminal = false | .hooks = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 3; exit 1"]}]}' \
-		"$a/config.json" >"$a/c.json"
-	mv "$a/c.json" "$a/config.json"
-	jq '.process.terminal = false | .annotations = {"io.kubernetes.cri.container-type": "sandbox"}' "$b/config.json" >"$b/c.json"
-	mv "$b/c.json" "$b/config.json"
 	rt create --bundle "$a" x </dev/null >/dev/null 2>&1 &
 	local ca=$!
 	for _ in $(seq 100); do [ -e "$RTROOT/x/state.json" ] && break; sleep 0.05; done
@@ -517,21 +508,15 @@ EOT
 
 @test "configs that once overflowed or took the host's network are refused cleanly" {
 	local b=$BATS_TEST_TMPDIR/b
-	bundle "$b"
+	bundle "$b" '.process.terminal = false | .process.user.additionalGids = [range(1; 65)] | .process.capabilities.bounding = ["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_SETGID","CAP_SETUID","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_NET_RAW","CAP_SYS_CHROOT","CAP_MKNOD","CAP_AUDIT_WRITE","CAP_SETFCAP","CAP_NET_ADMIN","CAP_SYS_PTRACE","CAP_SYS_NICE","CAP_SYS_RESOURCE","CAP_SYS_TIME","CAP_IPC_LOCK","CAP_IPC_OWNER","CAP_LEASE","CAP_LINUX_IMMUTABLE","CAP_SYS_BOOT","CAP_SYS_MODULE","CAP_SYS_RAWIO","CAP_SYS_PACCT","CAP_SYS_TTY_CONFIG","CAP_WAKE_ALARM","CAP_BLOCK_SUSPEND","CAP_AUDIT_CONTROL","CAP_AUDIT_READ","CAP_DAC_READ_SEARCH","CAP_MAC_ADMIN","CAP_MAC_OVERRIDE","CAP_SYSLOG","CAP_NET_BROADCAST","CAP_BPF"] | del(.linux.seccomp) | .root.readonly = true | .linux.resources = {"memory": {"limit": 536870912}, "cpu": {"quota": 200000, "period": 100000}}'
 	# 64 groups and every capability, no seccomp filter, every option: refused, no overflow
-	jq '.process.terminal = false | .process.user.additionalGids = [range(1; 65)] | .process.capabilities.bounding = ["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_SETGID","CAP_SETUID","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_NET_RAW","CAP_SYS_CHROOT","CAP_MKNOD","CAP_AUDIT_WRITE","CAP_SETFCAP","CAP_NET_ADMIN","CAP_SYS_PTRACE","CAP_SYS_NICE","CAP_SYS_RESOURCE","CAP_SYS_TIME","CAP_IPC_LOCK","CAP_IPC_OWNER","CAP_LEASE","CAP_LINUX_IMMUTABLE","CAP_SYS_BOOT","CAP_SYS_MODULE","CAP_SYS_RAWIO","CAP_SYS_PACCT","CAP_SYS_TTY_CONFIG","CAP_WAKE_ALARM","CAP_BLOCK_SUSPEND","CAP_AUDIT_CONTROL","CAP_AUDIT_READ","CAP_DAC_READ_SEARCH","CAP_MAC_ADMIN","CAP_MAC_OVERRIDE","CAP_SYSLOG","CAP_NET_BROADCAST","CAP_BPF"] | del(.linux.seccomp) | .root.readonly = true | .linux.resources = {"memory": {"limit": 536870912}, "cpu": {"quota": 200000, "period": 100000}}' \
-		"$b/config.json" >"$b/c.json"
-	mv "$b/c.json" "$b/config.json"
 	run rt create --bundle "$b" many </dev/null
 	echo "$output"
 	[ "$status" -eq 1 ]
 	assert_contains "$output" "too many capabilities or groups"
 	[ ! -e "$RTROOT/many" ]
 	# the host's own network namespace, by path
-	bundle "$BATS_TEST_TMPDIR/h"
-	jq '.process.terminal = false | .linux.namespaces |= map(if .type == "network" then .path = "/proc/self/ns/net" else . end)' \
-		"$BATS_TEST_TMPDIR/h/config.json" >"$BATS_TEST_TMPDIR/h/c.json"
-	mv "$BATS_TEST_TMPDIR/h/c.json" "$BATS_TEST_TMPDIR/h/config.json"
+	bundle "$BATS_TEST_TMPDIR/h" '.process.terminal = false | .linux.namespaces |= map(if .type == "network" then .path = "/proc/self/ns/net" else . end)'
 	run rt create --bundle "$BATS_TEST_TMPDIR/h" hostnet </dev/null
 	echo "$output"
 	[ "$status" -eq 1 ]

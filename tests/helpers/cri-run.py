@@ -38,37 +38,28 @@ def msg(*fields):
     return b"".join(field(n, v) for n, v in fields if v is not None)
 
 
+def read_varint(data, i):
+    """(value, next index) of the varint at data[i]"""
+    v, shift = 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, i
+
+
 def decode(data):
     """{field: [values]}: varints as int, length-delimited as bytes."""
     out, i = {}, 0
     while i < len(data):
-        key, shift = 0, 0
-        while True:
-            b = data[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        key, i = read_varint(data, i)
         num, wt = key >> 3, key & 7
         if wt == 0:
-            v, shift = 0, 0
-            while True:
-                b = data[i]
-                i += 1
-                v |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
+            v, i = read_varint(data, i)
         elif wt == 2:
-            n, shift = 0, 0
-            while True:
-                b = data[i]
-                i += 1
-                n |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
+            n, i = read_varint(data, i)
             v = data[i : i + n]
             i += n
         elif wt == 5:
