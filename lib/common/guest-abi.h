@@ -49,6 +49,17 @@
  *                  another stream, that exec could not start)
  *   host -> guest  SHUTDOWN (4 bytes: grace in ms): TERM every process, KILL
  *                  what is left after the grace, then power off
+ * A saved VM (warm starts): the host boots a sandbox in keep mode with no
+ * first command, saves it with QEMU's migration once READY came, and later
+ * restores copies of it. Before anything else reaches a copy:
+ *   host -> guest  RESUME (RESUME_HDR bytes: the host's CLOCK_REALTIME as
+ *                  seconds (8 LE) and nanoseconds (4 LE), then
+ *                  RESUME_ENTROPY_MIN to RESUME_ENTROPY_MAX bytes from the
+ *                  host's getrandom): the guest sets its clock, mixes the
+ *                  bytes into its pool and reseeds its CRNG at once (so no
+ *                  two copies share random state), and becomes a run: EXEC
+ *                  may then name stream 0, once, whose end powers the VM off
+ *   guest -> host  RESUMED (empty): done; the copy is alive
  * In run mode (keep false) the VM powers off once stream 0 has exited; in
  * keep mode it stays up until SHUTDOWN. Both directions are credit-based, so
  * neither side ever has to buffer more than it granted: the guest always
@@ -109,6 +120,7 @@ enum frame_type {
 	FR_EXIT = 'X',
 	FR_FAIL = 'F',
 	FR_READY = 'Y',
+	FR_RESUMED = 'M',
 	/* host -> guest */
 	FR_EXEC = 'C',
 	FR_OUT_WINDOW = 'G',
@@ -118,7 +130,11 @@ enum frame_type {
 	FR_STDIN_EOF = 'E',
 	FR_SIGNAL = 'S',
 	FR_WINSIZE = 'Z',
+	FR_RESUME = 'U',
 };
+#define RESUME_HDR 12
+#define RESUME_ENTROPY_MIN 32
+#define RESUME_ENTROPY_MAX 256
 
 /* guest paths, made by the guest init */
 #define GUEST_RUN_DIR "/run/boxkit"

@@ -11,6 +11,7 @@
  * SHUTDOWN. Never hangs: every failure is a message on the console and an
  * FR_FAIL frame, then the VM leaves. */
 #include "cinit.h"
+#include "firstcmd.h"
 #include "gnet.h"
 #include "guest-abi.h"
 
@@ -23,6 +24,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <linux/random.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -249,7 +251,7 @@ static bool jbool(struct json_object *o, const char *key)
  * stream 0, with the config's environment and working directory. */
 static void take_process(struct json_object *cfg)
 {
-	struct json_object *proc, *args, *v;
+	struct json_object *proc, *args;
 	if (!json_object_object_get_ex(cfg, "process", &proc) || !json_object_object_get_ex(proc, "args", &args) ||
 	    !json_object_is_type(args, json_type_array) || json_object_array_length(args) < 2)
 		die("the config has no process");
@@ -258,20 +260,9 @@ static void take_process(struct json_object *cfg)
 	if (!a0 || !a1 || strcmp(a0, CONTAINER_INIT))
 		die("the config's process is not boxkit's container init (make it with oci-spec --init)");
 	if (!strcmp(a1, CONTAINER_INIT_WORKLOAD)) {
-		size_t n = json_object_array_length(args);
-		if (n < 3)
+		struct json_object *spec = first_command_spec(cfg, plan_tty, plan_rows, plan_cols);
+		if (!spec)
 			die("the config's process has no command");
-		struct json_object *spec = json_object_new_object(), *cmd = json_object_new_array();
-		for (size_t i = 2; i < n; i++)
-			json_object_array_add(cmd, json_object_get(json_object_array_get_idx(args, i)));
-		json_object_object_add(spec, "args", cmd);
-		if (json_object_object_get_ex(proc, "env", &v))
-			json_object_object_add(spec, "env", json_object_get(v));
-		if (json_object_object_get_ex(proc, "cwd", &v))
-			json_object_object_add(spec, "cwd", json_object_get(v));
-		json_object_object_add(spec, "tty", json_object_new_boolean(plan_tty));
-		json_object_object_add(spec, "rows", json_object_new_int(plan_rows));
-		json_object_object_add(spec, "cols", json_object_new_int(plan_cols));
 		first_spec = strdup(json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN));
 		json_object_put(spec);
 	} else if (strcmp(a1, CONTAINER_INIT_SERVE))
@@ -521,6 +512,36 @@ fail:
 	stream_fail(s, strerror(errno));
 }
 
+/* A copy of a saved VM comes to life: the host's clock, and the host's
+ * bytes in the pool with the CRNG reseeded at once, before any process of
+ * the copy runs (a saved VM's random state is every copy's otherwise: the
+ * same keys, UUIDs, ASLR offsets). Then it is a run: stream 0's end is the
+ * VM's. */
+static bool resumed, stream0_used;
+static void resume(const unsigned char *p, uint32_t len)
+{
+	uint64_t sec = (uint64_t)le32_get(p) | (uint64_t)le32_get(p + 4) << 32;
+	struct timespec now = { (time_t)sec, (long)(le32_get(p + 8) % 1000000000u) };
+	if (clock_settime(CLOCK_REALTIME, &now) < 0)
+		die("set the clock: %s", strerror(errno));
+	struct {
+		int entropy_count;
+		int buf_size;
+		unsigned char buf[RESUME_ENTROPY_MAX];
+	} e;
+	e.buf_size = (int)(len - RESUME_HDR);
+	e.entropy_count = e.buf_size * 8;
+	memcpy(e.buf, p + RESUME_HDR, (size_t)e.buf_size);
+	int fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &e) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+		die("reseed the guest's random generator: %s", strerror(errno));
+	close(fd);
+	explicit_bzero(&e, sizeof(e));
+	resumed = true;
+	keep = false;
+	ctrl_frame(FR_RESUMED, 0, NULL, 0);
+}
+
 static void host_frames(struct fbuf *rx)
 {
 	struct frame f;
@@ -536,8 +557,12 @@ static void host_frames(struct fbuf *rx)
 		struct gstream *g = &streams[f.stream];
 		switch (f.type) {
 		case FR_EXEC:
-			if (f.stream == 0 || g->state != GS_FREE)
+			/* stream 0 is the config's command; in a resumed copy, the
+			 * host's one run (once) */
+			if (g->state != GS_FREE || (f.stream == 0 && (!resumed || stream0_used)))
 				die("the host started stream %u twice", f.stream);
+			if (f.stream == 0)
+				stream0_used = true;
 			if (!ready || shutting) {
 				ctrl_frame(FR_FAIL, f.stream, "the sandbox is not running", 26);
 				break;
@@ -577,6 +602,12 @@ static void host_frames(struct fbuf *rx)
 					die("the host granted more output than the window on stream %u", f.stream);
 				g->out_win += n;
 			}
+			break;
+		case FR_RESUME:
+			if (f.len < RESUME_HDR + RESUME_ENTROPY_MIN || f.len > RESUME_HDR + RESUME_ENTROPY_MAX ||
+			    resumed || first_spec)
+				die("a bad resume frame");
+			resume(f.payload, f.len);
 			break;
 		case FR_SHUTDOWN:
 			if (f.len == 4 && !shutting) {

@@ -5,6 +5,7 @@
 #include "netspec.h"
 #include "runrec.h"
 #include "vol.h"
+#include "warm.h"
 
 #include <stdbool.h>
 #include <sys/types.h>
@@ -32,6 +33,8 @@ struct launch_args {
 	bool dns_given; /* --dns (else the host's resolvers) */
 	/* --network netns:PATH: the interface of that network namespace */
 	const char *netns;
+	bool warm;	/* --warm: restore a saved VM of this run's key, or save one */
+	bool warm_save; /* --warm-save: only save it */
 };
 extern struct launch_args arg;
 
@@ -144,6 +147,7 @@ struct vm {
 	int vfsd_bin;
 	struct elfdeps *vfsd_deps;
 	struct net net;
+	struct warm warm;
 };
 
 /* shares.c: one sandboxed virtiofsd per volume */
@@ -190,6 +194,8 @@ struct outcome {
 	bool failed;	  /* a launcher failure (bad frame, no hello, a share died) */
 	int output_errno; /* writing the workload's output failed (not EPIPE) */
 	char fail[1024];  /* the guest init's failure message */
+	bool resume_failed; /* a warm copy never came alive (nothing of the run reached it) */
+	bool saved;	    /* --warm-save: the VM was saved */
 };
 int relay_run(struct vm *vm, const char *config, size_t config_len, struct outcome *oc);
 /* the caller's terminal (--tty): raw until term_restore, also on every exit path */

@@ -67,6 +67,13 @@ static void usage(FILE *f)
 	      "  --allow-net CIDR[:PORT]  with any, the guest reaches only these (repeatable)\n"
 	      "  --passt PATH        the passt binary (default: make deps's build/passt/passt)\n"
 	      "  --net-user NAME     the network helper's user (default boxkit-net)\n"
+	      "  --warm              start from a saved VM of this run's key (kernel, images,\n"
+	      "                      memory, CPUs, the config but its command, environment and\n"
+	      "                      working directory) in <home>/warm, restored and reseeded;\n"
+	      "                      when there is none, boot, save one, and go on; a run\n"
+	      "                      with volumes, a network or --detach starts cold (-v says)\n"
+	      "  --warm-save         only save the VM of this run's key (run nothing); 0 when\n"
+	      "                      saved\n"
 	      "  --probe-accel       print what --accel auto picks (JSON) and exit\n"
 	      "  -v, --verbose       say what is chosen and done\n"
 	      "  -h, --help          this text\n"
@@ -101,7 +108,9 @@ static int parse_argv(int argc, char **argv)
 		O_DNS,
 		O_ALLOW,
 		O_PASST,
-		O_NET_USER
+		O_NET_USER,
+		O_WARM,
+		O_WARM_SAVE
 	};
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -127,6 +136,8 @@ static int parse_argv(int argc, char **argv)
 		{ "allow-net", required_argument, NULL, O_ALLOW },
 		{ "passt", required_argument, NULL, O_PASST },
 		{ "net-user", required_argument, NULL, O_NET_USER },
+		{ "warm", no_argument, NULL, O_WARM },
+		{ "warm-save", no_argument, NULL, O_WARM_SAVE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -232,6 +243,8 @@ static int parse_argv(int argc, char **argv)
 			break;
 		case O_PASST: arg.passt = optarg; break;
 		case O_NET_USER: arg.net_user_name = optarg; break;
+		case O_WARM: arg.warm = true; break;
+		case O_WARM_SAVE: arg.warm = arg.warm_save = true; break;
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); return -1;
 		}
@@ -259,6 +272,10 @@ static int parse_argv(int argc, char **argv)
 	}
 	if (arg.tty && arg.detach) {
 		log_error("--tty and --detach do not go together (box-ctl exec --tty gives a terminal to a sandbox)");
+		return -1;
+	}
+	if (arg.warm_save && (arg.detach || arg.tty)) {
+		log_error("--warm-save runs nothing: --detach and --tty have no meaning with it");
 		return -1;
 	}
 	if (arg.tty && !isatty(STDIN_FILENO)) {
@@ -388,6 +405,38 @@ static int open_run(struct vm *vm)
 	return 0;
 }
 
+/* A saved VM that could not be restored (QEMU refused the stream, the
+ * digest did not match, the copy never said RESUMED): nothing of the run
+ * reached it, so the run boots cold, and saves the VM again. */
+static int warm_fallback(struct vm *vm, const char *config, size_t config_len, struct outcome *oc)
+{
+	int fr = warm_feed_result(vm);
+	log_warn("the saved VM %s/warm/%s could not be restored (%s): booting cold, and saving it again", vm->home,
+		 vm->warm.key,
+		 fr == -EBADMSG ? "its digest does not match its record"
+		 : fr < 0       ? "QEMU did not take all of it"
+				: "QEMU refused it or the copy did not come alive; see the console log");
+	vm_kill(vm);
+	if (vm->qemu > 0)
+		waitpid(vm->qemu, NULL, 0);
+	vm->qemu = -1;
+	if (vm->ctl >= 0)
+		close(vm->ctl);
+	vm->ctl = -1;
+	warm_discard(vm);
+	warm_close(vm);
+	vm->warm.mode = WARM_BUILD;
+	int q[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) < 0)
+		return log_sys(errno, "socketpair"), EXIT_LAUNCH;
+	vm->warm.qmp = q[0];
+	vm->warm.qmp_qemu = q[1];
+	*oc = (struct outcome){ .status = -1 };
+	if (vm_start(vm))
+		return EXIT_LAUNCH;
+	return relay_run(vm, config, config_len, oc) < 0 ? EXIT_LAUNCH : 0;
+}
+
 static int launcher_main(int argc, char **argv)
 {
 	cleanup_free char *home = NULL, *config = NULL;
@@ -401,7 +450,8 @@ static int launcher_main(int argc, char **argv)
 		.vfsd_bin = -1,
 		.console_fd = -1,
 		.console_pipe = -1,
-		.net = { .cgroup = -1, .qemu_end = -1, .passt = -1, .passt_bin = -1, .log.fd = -1, .egress.nl = -1 }
+		.net = { .cgroup = -1, .qemu_end = -1, .passt = -1, .passt_bin = -1, .log.fd = -1, .egress.nl = -1 },
+		.warm = { .state_fd = -1, .qemu_in = -1, .feed_fd = -1, .qmp = -1, .qmp_qemu = -1 }
 	};
 	struct outcome oc = { .status = -1 };
 	size_t config_len = 0;
@@ -458,6 +508,13 @@ static int launcher_main(int argc, char **argv)
 	r = open_run(&vm);
 	if (r == 0)
 		r = vm_prepare(&vm, &config, &config_len);
+	if (r == 0 && arg.warm && (r = warm_prepare(&vm, config, config_len)) < 0)
+		r = log_sys(r, "warm start");
+	if (r == 0 && arg.warm_save && vm.warm.mode != WARM_WANTED) {
+		log_error("--warm-save: this run cannot start warm (-v says why)");
+		r = EXIT_LAUNCH;
+	}
+	vm.warm.only_save = arg.warm_save;
 	if (r == 0)
 		r = shares_start(&vm);
 	if (r == 0)
@@ -472,11 +529,17 @@ static int launcher_main(int argc, char **argv)
 			log_error("guest init failed: %s", oc.fail);
 			print_console_tail(vm.run_dir);
 		}
-	} else if (r == 0)
-		r = relay_run(&vm, config, config_len, &oc) < 0 ? EXIT_LAUNCH : exit_status(&vm, &oc);
-	else
+	} else if (r == 0) {
+		r = relay_run(&vm, config, config_len, &oc) < 0 ? EXIT_LAUNCH : 0;
+		if (r == 0 && oc.resume_failed && vm.warm.mode == WARM_RESTORE)
+			r = warm_fallback(&vm, config, config_len, &oc);
+		if (r == 0)
+			r = arg.warm_save ? (oc.saved ? 0 : EXIT_LAUNCH) : exit_status(&vm, &oc);
+	} else
 		r = EXIT_LAUNCH; /* every failure before the relay is a launcher failure */
 	term_restore();
+	warm_close(&vm);
+	json_object_put(vm.warm.serving);
 	vm_cleanup(&vm);
 	if (arg.detach && arg.rm && vm.run_id[0]) {
 		char err[1024] = "";

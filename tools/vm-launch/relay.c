@@ -24,6 +24,7 @@
  * an event in a state runs an action and moves to the next state. */
 #include "common.h"
 #include "execspec.h"
+#include "firstcmd.h"
 #include "guest-abi.h"
 #include "launch.h"
 #include "monitor-abi.h"
@@ -55,6 +56,7 @@
 #define SIGNAL_GRACE_MS 700			  /* a signal forwarded to the workload: then the VM goes */
 #define EXIT_GRACE_MS 5000			  /* the workload's status is in: QEMU should exit by then */
 #define SHUTDOWN_SLACK_MS 3000			  /* after a stop's grace: then QEMU is killed */
+#define RESUME_DEADLINE_MS 30000		  /* a restored copy must say RESUMED within this */
 
 /* ---- the caller's descriptors, each served by a thread ------------------------------------ */
 
@@ -217,9 +219,9 @@ struct hstream {
 
 /* ---- the loop's state ------------------------------------------------------------------ */
 
-enum rstate { ST_BOOTING, ST_RUNNING, ST_SIGNALLED, ST_EXITED, ST_SHUTTING, ST_STOPPING, ST_DONE, ST__N };
-static const char *const state_name[] = { "booting",	   "running",  "signalled", "exited",
-					  "shutting down", "stopping", "done" };
+enum rstate { ST_BOOTING, ST_RUNNING, ST_SIGNALLED, ST_EXITED, ST_SHUTTING, ST_STOPPING, ST_RESUMING, ST_DONE, ST__N };
+static const char *const state_name[] = { "booting",  "running",  "signalled", "exited", "shutting down",
+					  "stopping", "resuming", "done" };
 
 enum revent {
 	EV_HELLO,      /* the guest init is up */
@@ -233,10 +235,12 @@ enum revent {
 	EV_DEADLINE,   /* the state's own deadline */
 	EV_SHARE_DIED, /* a virtiofsd ended while the VM ran */
 	EV_QEMU_EXIT,  /* QEMU is gone (reaped) */
+	EV_RESUMED,    /* a warm copy is alive (RESUMED) */
 	EV__N
 };
-static const char *const event_name[] = { "hello", "ready",   "exit",	  "fail",	"bad frame", "signal",
-					  "stop",  "timeout", "deadline", "share died", "qemu exit" };
+static const char *const event_name[] = { "hello",    "ready",	    "exit",	 "fail",
+					  "bad frame", "signal",    "stop",	 "timeout",
+					  "deadline", "share died", "qemu exit", "resumed" };
 
 struct relay {
 	struct vm *vm;
@@ -251,6 +255,10 @@ struct relay {
 	int sig;    /* the first signal that came */
 	bool timed_out, bad, no_hello, share_failed, plan_failed;
 	bool stopped;	 /* it went through ST_STOPPING: killed, not finished */
+	bool resume_failed; /* a restored copy never came alive: the run may boot cold */
+	bool save_failed;   /* a warm build could not save, or go on after it */
+	bool saved;	    /* --warm-save: done */
+	bool pumps;	    /* the caller's stdio threads run */
 	bool stop_asked; /* keep mode: box stop or a signal */
 	char fail[1024];
 	int sfd, tfd, dfd; /* signalfd, --timeout timer, state deadline timer */
@@ -306,7 +314,9 @@ static void act_send_plan(struct relay *r)
 	cleanup_json struct json_object *plan = json_object_new_object();
 	struct json_object *vols = json_object_new_array();
 	json_object_object_add(plan, "version", json_object_new_int(GUEST_PLAN_VERSION));
-	json_object_object_add(plan, "config", json_object_get(r->cfg));
+	/* a warm build: the saved VM's config, in keep mode, no terminal */
+	bool saving = vm->warm.mode == WARM_BUILD;
+	json_object_object_add(plan, "config", json_object_get(saving ? vm->warm.serving : r->cfg));
 	for (int i = 0; i < vm->nvols; i++) {
 		struct json_object *v = json_object_new_object();
 		json_object_object_add(v, "tag", json_object_new_string(vm->vols[i].e.tag));
@@ -317,12 +327,12 @@ static void act_send_plan(struct relay *r)
 		json_object_array_add(vols, v);
 	}
 	json_object_object_add(plan, "volumes", vols);
-	json_object_object_add(plan, "keep", json_object_new_boolean(r->keep));
+	json_object_object_add(plan, "keep", json_object_new_boolean(r->keep || saving));
 	struct json_object *net = net_plan(vm);
 	if (net)
 		json_object_object_add(plan, PLAN_NET, net);
-	json_object_object_add(plan, "tty", json_object_new_boolean(arg.tty));
-	if (arg.tty) {
+	json_object_object_add(plan, "tty", json_object_new_boolean(arg.tty && !saving));
+	if (arg.tty && !saving) {
 		struct winsize ws = { 0 };
 		if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
 			json_object_object_add(plan, "rows", json_object_new_int(ws.ws_row));
@@ -339,17 +349,48 @@ static void act_send_plan(struct relay *r)
 	}
 	log_debug("guest init is up (%.3f s): plan sent", vm_elapsed(vm));
 	/* run mode: stream 0 is the caller's; keep mode: the container must come up */
-	if (r->keep)
+	if (r->keep || saving)
 		arm_deadline(r, READY_DEADLINE_MS);
 	else
 		arm_deadline(r, 0);
 }
 
+static void send_resume(struct relay *r);
 static void act_ready(struct relay *r)
 {
 	r->ready = true;
 	arm_deadline(r, 0);
 	log_debug("the sandbox is ready (%.3f s)", vm_elapsed(r->vm));
+	if (r->vm->warm.mode == WARM_BUILD) {
+		/* nothing of this run has reached the guest yet: save it now */
+		int k = warm_save(r->vm, r->sfd, r->tfd, &r->sig, !r->vm->warm.only_save);
+		if (k == -EINTR || k == -ETIME || (k < 0 && r->vm->warm.only_save)) {
+			r->timed_out = k == -ETIME;
+			r->save_failed = k != -EINTR && k != -ETIME;
+			if (r->timed_out)
+				log_error("timed out after %g seconds: stopping the VM", arg.timeout);
+			r->state = ST_STOPPING;
+			r->stopped = true;
+			vm_kill(r->vm);
+			return;
+		}
+		if (r->vm->warm.only_save) {
+			r->saved = true;
+			r->state = ST_STOPPING;
+			r->stopped = true;
+			vm_kill(r->vm);
+			return;
+		}
+		if (k < 0) {
+			r->save_failed = true;
+			r->state = ST_STOPPING;
+			r->stopped = true;
+			vm_kill(r->vm);
+			return;
+		}
+		send_resume(r);
+		return;
+	}
 	if (r->vm->ready_fd >= 0) {
 		/* the parent (box create) returns now; what we log next goes to monitor.log */
 		if (write(r->vm->ready_fd, "1", 1) < 0)
@@ -383,6 +424,9 @@ static void act_exit_grace(struct relay *r)
 {
 	log_debug("workload exited with %d (%.3f s)", r->status, vm_elapsed(r->vm));
 	arm_deadline(r, EXIT_GRACE_MS);
+	/* a warm copy holds nothing to flush (no volumes): it goes now */
+	if (r->vm->warm.mode == WARM_RESTORE || r->vm->warm.mode == WARM_BUILD)
+		vm_kill(r->vm);
 }
 
 /* keep mode: a stop (box stop, or a signal to the monitor): every process
@@ -425,6 +469,65 @@ static void act_bad_frame(struct relay *r)
 	r->bad = true;
 	log_error("bad frame from the guest: stopping the VM");
 	vm_kill(r->vm);
+}
+
+/* A warm copy (restored, or the one just saved): the clock and fresh
+ * entropy first, then (on RESUMED) the run's command as stream 0. */
+static void send_resume(struct relay *r)
+{
+	unsigned char p[RESUME_HDR + 64];
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	le32_put(p, (uint32_t)((uint64_t)now.tv_sec & 0xffffffffu));
+	le32_put(p + 4, (uint32_t)((uint64_t)now.tv_sec >> 32));
+	le32_put(p + 8, (uint32_t)now.tv_nsec);
+	if (random_bytes(p + RESUME_HDR, sizeof(p) - RESUME_HDR) < 0 || put(r, FR_RESUME, 0, p, sizeof(p)) < 0) {
+		log_error("cannot send the resume frame");
+		r->state = ST_STOPPING;
+		r->stopped = true;
+		r->bad = true;
+		vm_kill(r->vm);
+		return;
+	}
+	explicit_bzero(p, sizeof(p));
+	r->state = ST_RESUMING;
+	arm_deadline(r, RESUME_DEADLINE_MS);
+}
+
+static int start_pumps(struct relay *r);
+static void act_resumed(struct relay *r)
+{
+	struct vm *vm = r->vm;
+	arm_deadline(r, 0);
+	log_debug("warm start: the copy is alive (%.3f s)", vm_elapsed(vm));
+	struct winsize ws = { 24, 80, 0, 0 };
+	if (arg.tty && (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col))
+		ws = (struct winsize){ 24, 80, 0, 0 };
+	cleanup_json struct json_object *spec = first_command_spec(r->cfg, arg.tty, ws.ws_row, ws.ws_col);
+	const char *t = spec ? json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+			     : NULL;
+	if (!t || start_pumps(r) < 0 || put(r, FR_EXEC, 0, t, (uint32_t)strlen(t)) < 0) {
+		log_error("cannot start the command in the warm copy");
+		r->bad = true;
+		r->state = ST_STOPPING;
+		r->stopped = true;
+		vm_kill(vm);
+		return;
+	}
+	r->st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL, .out_win = OUTPUT_WINDOW };
+}
+
+static void act_no_resume(struct relay *r)
+{
+	r->resume_failed = true;
+	log_debug("the warm copy did not come alive within %d s", RESUME_DEADLINE_MS / 1000);
+	vm_kill(r->vm);
+}
+
+/* QEMU went before the copy said RESUMED: it could not take the state */
+static void act_resume_lost(struct relay *r)
+{
+	r->resume_failed = true;
 }
 
 /* The state table: in state `from`, event `ev` runs `act` and leads to `to`.
@@ -480,6 +583,14 @@ static const struct transition {
 
 	{ ST_STOPPING, EV_SIGNAL, act_kill, ST_STOPPING },
 	{ ST_STOPPING, EV_QEMU_EXIT, act_none, ST_DONE },
+
+	{ ST_RESUMING, EV_RESUMED, act_resumed, ST_RUNNING },
+	{ ST_RESUMING, EV_DEADLINE, act_no_resume, ST_STOPPING },
+	{ ST_RESUMING, EV_SIGNAL, act_kill, ST_STOPPING },
+	{ ST_RESUMING, EV_TIMEOUT, act_timeout, ST_STOPPING },
+	{ ST_RESUMING, EV_FAIL, act_none, ST_RESUMING },
+	{ ST_RESUMING, EV_BAD_FRAME, act_bad_frame, ST_STOPPING },
+	{ ST_RESUMING, EV_QEMU_EXIT, act_resume_lost, ST_DONE },
 };
 
 static void fire(struct relay *r, enum revent ev)
@@ -881,6 +992,13 @@ static void take_frames(struct relay *r)
 				fire(r, EV_HELLO);
 			break;
 		}
+		case FR_RESUMED:
+			if (r->state != ST_RESUMING || f.len) {
+				fire(r, EV_BAD_FRAME);
+				break;
+			}
+			fire(r, EV_RESUMED);
+			break;
 		case FR_READY:
 			if (r->ready) {
 				fire(r, EV_BAD_FRAME);
@@ -1282,6 +1400,15 @@ static void close_conns(struct relay *r)
 	}
 }
 
+static int start_pumps(struct relay *r)
+{
+	if (pump_start(&r->pout[0], STDOUT_FILENO, false) < 0 || pump_start(&r->pout[1], STDERR_FILENO, false) < 0 ||
+	    pump_start(&r->pin, STDIN_FILENO, true) < 0)
+		return -errno;
+	r->pumps = true;
+	return 0;
+}
+
 /* the monitor's socket, in the run directory (bound through the directory's
  * descriptor: the path may be longer than a socket address) */
 static int monitor_listen(struct relay *r)
@@ -1397,17 +1524,21 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 			/* stdin: EOF at its first window */
 			r.st[0] = (struct hstream){ .used = true, .ep = EP_LOG, .out_win = OUTPUT_WINDOW };
 		}
+	} else if (vm->warm.mode == WARM_RESTORE || vm->warm.mode == WARM_BUILD) {
+		/* the caller's stdin is not touched before the copy is alive: a
+		 * restore that fails boots cold with all of it */
+		if (vm->warm.mode == WARM_RESTORE)
+			send_resume(&r);
 	} else {
 		r.st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL, .out_win = OUTPUT_WINDOW };
-		if (pump_start(&r.pout[0], STDOUT_FILENO, false) < 0 ||
-		    pump_start(&r.pout[1], STDERR_FILENO, false) < 0 || pump_start(&r.pin, STDIN_FILENO, true) < 0) {
+		if (start_pumps(&r) < 0) {
 			rc = log_sys(errno, "cannot start the stdio threads");
 			goto out;
 		}
 	}
 	rc = loop(&r);
 	drain_console(&r);
-	if (local && !r.stopped)
+	if (local && r.pumps && !r.stopped)
 		drain_output(&r);
 	close_conns(&r);
 out:
@@ -1415,7 +1546,9 @@ out:
 	oc->sig = r.sig;
 	oc->timed_out = r.timed_out;
 	oc->stop_asked = r.stop_asked || (r.keep && r.sig);
-	oc->failed = r.bad || r.no_hello || r.share_failed || r.plan_failed || rc != 0;
+	oc->failed = r.bad || r.no_hello || r.share_failed || r.plan_failed || r.save_failed || rc != 0;
+	oc->resume_failed = r.resume_failed && !r.sig && !r.timed_out;
+	oc->saved = r.saved;
 	snprintf(oc->fail, sizeof(oc->fail), "%s", r.fail);
 	/* a reader that went away (EPIPE: `box run ... | head`) is no failure */
 	for (int k = 0; k < 2; k++)

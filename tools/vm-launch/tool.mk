@@ -1,1 +1,1 @@
-vm-launch_PKGS := json-c libseccomp libcap
+vm-launch_PKGS := json-c libseccomp libcap libcrypto

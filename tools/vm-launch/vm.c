@@ -364,6 +364,13 @@ static const char *const qemu_syscalls[] = {
 	"epoll_ctl",
 	"epoll_pwait",
 	"epoll_wait",
+	/* measured in a warm save (QEMU's monitor and its migration to a
+	 * descriptor it was handed): glib's poll, and a directory walk; in a
+	 * restore (-incoming on a pipe): a read-ahead hint */
+	"poll",
+	"getdents64",
+	"fchdir",
+	"fadvise64",
 };
 
 /* A test build can log instead of kill (BOXKIT_TEST_SECCOMP_LOG=1), to
@@ -426,6 +433,8 @@ int vm_start(struct vm *vm)
 		return log_sys(errno, "socketpair"), EXIT_LAUNCH;
 	/* root's, in the root-owned run directory: QEMU writes it through the
 	 * descriptor it is handed, never by name */
+	if (vm->warm.mode == WARM_BUILD)
+		unlink(vm->console); /* a second start: a restore failed */
 	vm->console_fd = open(vm->console, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (vm->console_fd < 0)
 		return log_sys(errno, "cannot create '%s'", vm->console), EXIT_LAUNCH;
@@ -532,6 +541,29 @@ int vm_start(struct vm *vm)
 		add(argv, &n, netdevice);
 	}
 	argv[n] = NULL;
+	/* a warm start: the command line so far is part of the saved VM's key */
+	const int ifd = 5, mfd = 6; /* QEMU's end of the state's pipe, of its monitor */
+	char incoming[32], qmpdev[64];
+	if (vm->warm.mode == WARM_WANTED) {
+		int k = warm_choose(vm, argv, n);
+		if (k < 0) {
+			log_sys(k, "warm start: cannot look up the saved VM: booting cold");
+			warm_close(vm);
+			vm->warm.mode = WARM_OFF;
+		}
+	}
+	if (vm->warm.mode == WARM_RESTORE) {
+		snprintf(incoming, sizeof(incoming), "fd:%d", ifd);
+		add(argv, &n, "-incoming");
+		add(argv, &n, incoming);
+	} else if (vm->warm.mode == WARM_BUILD) {
+		snprintf(qmpdev, sizeof(qmpdev), "socket,id=qmp,fd=%d", mfd);
+		add(argv, &n, "-chardev");
+		add(argv, &n, qmpdev);
+		add(argv, &n, "-mon");
+		add(argv, &n, "chardev=qmp,mode=control");
+	}
+	argv[n] = NULL;
 	if (log_get_level() >= LOG_DEBUG) {
 		char line[8192];
 		size_t o = 0;
@@ -555,14 +587,21 @@ int vm_start(struct vm *vm)
 	char runenv[4300];
 	snprintf(runenv, sizeof(runenv), "BOXKIT_RUN_DIR=%s", vm->run_dir);
 	char *envp[] = { "PATH=/", "LC_ALL=C", runenv, NULL };
-	struct spawn_fd fds[] = { { nul, 0 }, { con, 1 }, { con, 2 }, { sv[1], qfd }, { vm->net.qemu_end, nfd } };
+	struct spawn_fd fds[6] = { { nul, 0 }, { con, 1 }, { con, 2 }, { sv[1], qfd } };
+	int nfds = 4;
+	if (vm->net.on)
+		fds[nfds++] = (struct spawn_fd){ vm->net.qemu_end, nfd };
+	if (vm->warm.mode == WARM_RESTORE)
+		fds[nfds++] = (struct spawn_fd){ vm->warm.qemu_in, ifd };
+	else if (vm->warm.mode == WARM_BUILD)
+		fds[nfds++] = (struct spawn_fd){ vm->warm.qmp_qemu, mfd };
 	struct spawn sp = {
 		.path = qpath,
 		.exec_fd = -1,
 		.argv = argv,
 		.envp = envp,
 		.fds = fds,
-		.nfds = ARRAY_SIZE(fds) - (vm->net.on ? 0 : 1),
+		.nfds = (size_t)nfds,
 		.ns_flags = vm->jailed ? CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET : 0,
 		.pdeathsig = SIGKILL,
 		.new_session = true,
@@ -580,6 +619,18 @@ int vm_start(struct vm *vm)
 	if (vm->net.qemu_end >= 0)
 		close(vm->net.qemu_end); /* QEMU's now (a tap: QEMU is its last holder) */
 	vm->net.qemu_end = -1;
+	/* QEMU's ends are QEMU's now */
+	if (vm->warm.qemu_in >= 0)
+		close(vm->warm.qemu_in);
+	if (vm->warm.qmp_qemu >= 0)
+		close(vm->warm.qmp_qemu);
+	vm->warm.qemu_in = vm->warm.qmp_qemu = -1;
+	if (sr == 0 && vm->warm.mode == WARM_RESTORE && warm_feed_start(vm) < 0) {
+		snprintf(msg, sizeof(msg), "no thread to feed it the saved VM");
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		sr = -1;
+	}
 	if (sr < 0) {
 		close(sv[0]);
 		log_error("cannot start QEMU: %s", msg);
