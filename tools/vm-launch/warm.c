@@ -32,6 +32,7 @@
 #include "launch.h"
 #include "warm.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <poll.h>
@@ -53,6 +54,8 @@
 #define QMP_LINE_MAX (64u << 10)  /* one QMP reply or event */
 #define SAVE_DEADLINE_MS 120000	  /* a save that takes longer is given up */
 #define PIPE_SIZE (1 << 20)
+#define WARM_KEEP 16		  /* saved VMs kept; the least recently used go first */
+#define WARM_STALE_S 600	  /* a save's or a removal's leftover older than this goes */
 
 static int hex_digest(const unsigned char *d, unsigned n, char *out)
 {
@@ -165,8 +168,12 @@ static int lookup(struct vm *vm)
 	if (wd < 0)
 		return wd;
 	cleanup_close int kd = openat(wd, w->key, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (kd < 0)
+	struct stat kst;
+	if (kd < 0 || fstat(kd, &kst) < 0)
 		return -errno;
+	/* what a damaged one is: the directory, dropped by warm_discard */
+	w->dev = kst.st_dev;
+	w->ino = kst.st_ino;
 	cleanup_close int mfd = openat(kd, WARM_META, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	char text[1024];
 	ssize_t n = mfd >= 0 ? read(mfd, text, sizeof(text) - 1) : -1;
@@ -194,8 +201,8 @@ static int lookup(struct vm *vm)
 		return -EBADMSG;
 	}
 	w->state_fd = fd;
-	w->dev = st.st_dev;
-	w->ino = st.st_ino;
+	/* used now: the last to go when saved VMs are too many */
+	utimensat(wd, w->key, NULL, AT_SYMLINK_NOFOLLOW);
 	return 0;
 }
 
@@ -273,10 +280,11 @@ int warm_choose(struct vm *vm, char *const *argv, int argc)
 			  (long long)w->size);
 		return 0;
 	}
-	if (r != -ENOENT)
+	if (r != -ENOENT) {
 		log_warn("the saved VM %s/%s/%s is damaged: booting cold, and saving it again", vm->home, WARM_DIR,
 			 w->key);
-	else
+		warm_discard(vm);
+	} else
 		log_debug("warm start: no saved VM for this key yet: booting cold, and saving it (%s)", w->key);
 	w->mode = WARM_BUILD;
 	int q[2];
@@ -309,6 +317,8 @@ int warm_feed_result(struct vm *vm)
 	return w->feed_result;
 }
 
+static void drop(struct vm *vm, int wd, const char *name);
+
 /* Drop the key's state, if it is still the one we opened (a new one made
  * meanwhile stays). */
 void warm_discard(struct vm *vm)
@@ -318,16 +328,9 @@ void warm_discard(struct vm *vm)
 	if (wd < 0)
 		return;
 	struct stat st;
-	cleanup_close int kd = openat(wd, w->key, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (kd < 0 || fstatat(kd, WARM_STATE, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != w->dev ||
-	    st.st_ino != w->ino)
+	if (fstatat(wd, w->key, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != w->dev || st.st_ino != w->ino)
 		return;
-	char old[64], hex[17];
-	if (random_hex(hex, 8) < 0)
-		return;
-	snprintf(old, sizeof(old), ".old-%s", hex);
-	if (renameat(wd, w->key, wd, old) == 0 && rm_tree_at(wd, old) < 0)
-		log_warn("cannot remove '%s/%s/%s'", vm->home, WARM_DIR, old);
+	drop(vm, wd, w->key);
 }
 
 void warm_close(struct vm *vm)
@@ -552,6 +555,59 @@ static int save_into(struct vm *vm, struct qmp *q, struct stops *s, int wd, cons
 	return 0;
 }
 
+/* At most WARM_KEEP saved VMs (the least recently used go), and nothing
+ * left of a save or a removal that a killed vm-launch left behind. */
+struct used {
+	char name[65];
+	time_t at;
+};
+static int newest_first(const void *a, const void *b)
+{
+	const struct used *x = a, *y = b;
+	return (x->at < y->at) - (x->at > y->at);
+}
+
+static void drop(struct vm *vm, int wd, const char *name)
+{
+	char old[64], hex[17];
+	if (random_hex(hex, 8) < 0)
+		return;
+	snprintf(old, sizeof(old), ".old-%s", hex);
+	if (renameat(wd, name, wd, old) == 0 && rm_tree_at(wd, old) < 0)
+		log_warn("cannot remove '%s/%s/%s'", vm->home, WARM_DIR, old);
+}
+
+static void tidy(struct vm *vm, int wd)
+{
+	static struct used keys[1024];
+	size_t n = 0;
+	int fd = openat(wd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	time_t now = time(NULL);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		struct stat st;
+		if (fstatat(wd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (!strncmp(e->d_name, ".new-", 5) || !strncmp(e->d_name, ".old-", 5)) {
+			if (now - st.st_mtime > WARM_STALE_S && rm_tree_at(wd, e->d_name) < 0)
+				log_warn("cannot remove '%s/%s/%s'", vm->home, WARM_DIR, e->d_name);
+		} else if (strlen(e->d_name) == 64 && n < ARRAY_SIZE(keys)) {
+			snprintf(keys[n].name, sizeof(keys[n].name), "%s", e->d_name);
+			keys[n++].at = st.st_mtime;
+		}
+	}
+	closedir(d);
+	qsort(keys, n, sizeof(keys[0]), newest_first);
+	for (size_t i = WARM_KEEP; i < n; i++)
+		drop(vm, wd, keys[i].name);
+}
+
 int warm_save(struct vm *vm, int sfd, int tfd, int *sig, bool resume)
 {
 	struct warm *w = &vm->warm;
@@ -578,8 +634,14 @@ int warm_save(struct vm *vm, int sfd, int tfd, int *sig, bool resume)
 				log_warn("cannot remove '%s/%s/%s'", vm->home, WARM_DIR, tmp);
 		} else if (r < 0 && rm_tree_at(wd, tmp) < 0)
 			log_warn("cannot remove '%s/%s/%s'", vm->home, WARM_DIR, tmp);
-		if (r == 0)
-			fsync(wd);
+		if (r == 0) {
+			int dfd = openat(wd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (dfd >= 0) {
+				fsync(dfd);
+				close(dfd);
+			}
+			tidy(vm, wd);
+		}
 	}
 	if (r == 0)
 		log_debug("warm start: saved %zu bytes in %.3f s as %s/%s/%s", w->saved_size, vm_elapsed(vm) - t0,
