@@ -20,6 +20,7 @@
  *   guest -> host  HELLO  {"proto":2}: the init is up
  *   host -> guest  PLAN   {"version":2,"config":{OCI config},"volumes":[...],
  *                         "keep":bool,"tty":bool,"rows":N,"cols":N,
+ *                         "seed":"HEX",
  *                         "net":{"address","prefix","gateway","mtu","dns":[],
  *                         "files":bool}}
  *                  ("net" only with a network device: the guest init sets
@@ -79,6 +80,11 @@
 #define FRAME_PORT_NAME "boxkit.ctl"
 /* the plan's network keys */
 #define PLAN_NET "net"
+/* the plan's "seed": PLAN_SEED_BYTES bytes from the host's getrandom, as
+ * hex; the guest init credits them to its pool before anything else, so
+ * its CRNG is ready at once (getrandom never waits for boot entropy) */
+#define PLAN_SEED "seed"
+#define PLAN_SEED_BYTES 64
 #define PLAN_NET_ADDRESS "address"
 #define PLAN_NET_PREFIX "prefix"
 #define PLAN_NET_GATEWAY "gateway"

@@ -276,6 +276,8 @@ static void take_process(struct json_object *cfg)
 	json_object_object_add(proc, "terminal", json_object_new_boolean(0)); /* ptys are made per process */
 }
 
+static void add_entropy(const unsigned char *b, size_t n);
+
 /* The plan: one JSON frame. Its version must be ours. */
 static void take_plan(const unsigned char *p, uint32_t len)
 {
@@ -293,6 +295,18 @@ static void take_plan(const unsigned char *p, uint32_t len)
 	if (!json_object_object_get_ex(plan, "config", &cfg) || !json_object_is_type(cfg, json_type_object))
 		die("the plan has no config");
 	keep = jbool(plan, "keep");
+	const char *seed = jstr(plan, PLAN_SEED);
+	if (seed && strlen(seed) == 2 * PLAN_SEED_BYTES) {
+		unsigned char b[PLAN_SEED_BYTES];
+		for (int i = 0; i < PLAN_SEED_BYTES; i++) {
+			unsigned x;
+			if (sscanf(seed + 2 * i, "%2x", &x) != 1)
+				die("the plan's seed is not hex");
+			b[i] = (unsigned char)x;
+		}
+		add_entropy(b, sizeof(b));
+		explicit_bzero(b, sizeof(b));
+	}
 	plan_tty = jbool(plan, "tty");
 	plan_rows = jint(plan, "rows", 24);
 	plan_cols = jint(plan, "cols", 80);
@@ -518,25 +532,35 @@ fail:
  * same keys, UUIDs, ASLR offsets). Then it is a run: stream 0's end is the
  * VM's. */
 static bool resumed, stream0_used;
+
+/* bytes from the host into the pool, credited (the CRNG is ready once 256
+ * bits are), and the CRNG reseeded from it at once */
+static void add_entropy(const unsigned char *b, size_t n)
+{
+	struct {
+		int entropy_count;
+		int buf_size;
+		unsigned char buf[RESUME_ENTROPY_MAX];
+	} e;
+	if (n > sizeof(e.buf))
+		n = sizeof(e.buf);
+	e.buf_size = (int)n;
+	e.entropy_count = e.buf_size * 8;
+	memcpy(e.buf, b, n);
+	int fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &e) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+		die("reseed the guest's random generator: %s", strerror(errno));
+	close(fd);
+	explicit_bzero(&e, sizeof(e));
+}
+
 static void resume(const unsigned char *p, uint32_t len)
 {
 	uint64_t sec = (uint64_t)le32_get(p) | (uint64_t)le32_get(p + 4) << 32;
 	struct timespec now = { (time_t)sec, (long)(le32_get(p + 8) % 1000000000u) };
 	if (clock_settime(CLOCK_REALTIME, &now) < 0)
 		die("set the clock: %s", strerror(errno));
-	struct {
-		int entropy_count;
-		int buf_size;
-		unsigned char buf[RESUME_ENTROPY_MAX];
-	} e;
-	e.buf_size = (int)(len - RESUME_HDR);
-	e.entropy_count = e.buf_size * 8;
-	memcpy(e.buf, p + RESUME_HDR, (size_t)e.buf_size);
-	int fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
-	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &e) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
-		die("reseed the guest's random generator: %s", strerror(errno));
-	close(fd);
-	explicit_bzero(&e, sizeof(e));
+	add_entropy(p + RESUME_HDR, len - RESUME_HDR);
 	resumed = true;
 	keep = false;
 	ctrl_frame(FR_RESUMED, 0, NULL, 0);

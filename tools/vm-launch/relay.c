@@ -328,6 +328,17 @@ static void act_send_plan(struct relay *r)
 	}
 	json_object_object_add(plan, "volumes", vols);
 	json_object_object_add(plan, "keep", json_object_new_boolean(r->keep || saving));
+	{
+		unsigned char seed[PLAN_SEED_BYTES];
+		char hex[2 * PLAN_SEED_BYTES + 1];
+		if (random_bytes(seed, sizeof(seed)) == 0) {
+			for (size_t i = 0; i < sizeof(seed); i++)
+				snprintf(hex + 2 * i, 3, "%02x", seed[i]);
+			json_object_object_add(plan, PLAN_SEED, json_object_new_string(hex));
+			explicit_bzero(hex, sizeof(hex));
+		}
+		explicit_bzero(seed, sizeof(seed));
+	}
 	struct json_object *net = net_plan(vm);
 	if (net)
 		json_object_object_add(plan, PLAN_NET, net);
