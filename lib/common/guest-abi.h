@@ -54,12 +54,14 @@
  * first command, saves it with QEMU's migration once READY came, and later
  * restores copies of it. Before anything else reaches a copy:
  *   host -> guest  RESUME (RESUME_HDR bytes: the host's CLOCK_REALTIME as
- *                  seconds (8 LE) and nanoseconds (4 LE), then
- *                  RESUME_ENTROPY_MIN to RESUME_ENTROPY_MAX bytes from the
- *                  host's getrandom): the guest sets its clock, mixes the
- *                  bytes into its pool and reseeds its CRNG at once (so no
- *                  two copies share random state), and becomes a run: EXEC
- *                  may then name stream 0, once, whose end powers the VM off
+ *                  seconds (8 LE) and nanoseconds (4 LE), flags (4 LE:
+ *                  RESUME_KEEP), then RESUME_ENTROPY_MIN to
+ *                  RESUME_ENTROPY_MAX bytes from the host's getrandom): the
+ *                  guest sets its clock, mixes the bytes into its pool and
+ *                  reseeds its CRNG at once (so no two copies share random
+ *                  state); EXEC may then name stream 0, once (the run's
+ *                  command, or a sandbox's first one); without RESUME_KEEP
+ *                  the copy is a run: stream 0's end powers the VM off
  *   guest -> host  RESUMED (empty): done; the copy is alive
  * In run mode (keep false) the VM powers off once stream 0 has exited; in
  * keep mode it stays up until SHUTDOWN. Both directions are credit-based, so
@@ -138,7 +140,8 @@ enum frame_type {
 	FR_WINSIZE = 'Z',
 	FR_RESUME = 'U',
 };
-#define RESUME_HDR 12
+#define RESUME_HDR 16
+#define RESUME_KEEP 1u /* a sandbox: up until SHUTDOWN */
 #define RESUME_ENTROPY_MIN 32
 #define RESUME_ENTROPY_MAX 256
 

@@ -218,3 +218,26 @@ EOF
 	box setup --unmount
 	assert_clean
 }
+
+@test "box create and box run -d restore a saved VM too: sandboxes of their own" {
+	run -0 timeout 120 box run -- true
+	run -0 --separate-stderr timeout 120 box create --verbose --name wa
+	assert_contains "$stderr" "warm start: restoring"
+	run -0 timeout 120 box create --name wb
+	run -0 timeout 120 box run -d --name wc -- sh -c 'echo first-output; sleep 600'
+	run -0 timeout 60 box exec wa -- sh -c 'echo $(hostname) >/tmp/mine; cat /proc/sys/kernel/random/boot_id'
+	local a=$output
+	run -0 timeout 60 box exec wb -- sh -c 'cat /tmp/mine 2>/dev/null; cat /proc/sys/kernel/random/boot_id'
+	[ "$output" != "$a" ] || { echo "two sandboxes share $a" >&2; false; }
+	# what one sandbox wrote, the other never sees
+	! grep -q boxkit <<<"$output" || false
+	run -0 timeout 60 box exec wa -- cat /tmp/mine
+	assert_eq "$output" boxkit
+	for _ in $(seq 50); do box logs wc | grep -q first-output && break; sleep 0.2; done
+	run -0 box logs wc
+	assert_contains "$output" first-output
+	run -0 timeout 60 box stop wa wb wc
+	run -0 timeout 60 box rm wa wb wc
+	assert_eq "$(box ls --json)" ""
+	assert_clean
+}

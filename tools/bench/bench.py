@@ -33,6 +33,14 @@ measured in the same run.
                     bench's own in a network and mount namespace of its own, an
                     image imported from a busybox tree): the engine's own
                     overhead on top of boxkit
+  bench.py warm     warm starts: `box run -- true` restored from a saved VM (10
+                    runs) against a cold boot (`--cold`, 10), the bare-QEMU floor
+                    (10) and gVisor (`runsc --platform=ptrace run` of a busybox
+                    bundle doing `true`, 10), all in the same run, interleaved;
+                    the saved state's size and its restore time against guest
+                    memory (128, 256, 512 MiB); QEMU's RSS in N idle sandboxes
+                    (N = 1, 4, 8). Targets: warm <= 0.35 s, >= 4x faster than
+                    cold, <= 1.5x gVisor
   bench.py compare TOP
                     cold `box run -- true` of this tree against another built
                     tree (another commit: `git worktree add`, make, make image),
@@ -176,7 +184,7 @@ def bench_run(n=10):
         t = threading.Thread(target=lambda: peaks.update(sample_rss(r"qemu-system|vm-launch|/box ", lambda: done)), daemon=True)
         t.start()
         t0 = time.monotonic()
-        p = subprocess.run([os.path.join(BIN, "box"), "run", "--verbose", "--", "true"], env=env,
+        p = subprocess.run([os.path.join(BIN, "box"), "run", "--cold", "--verbose", "--", "true"], env=env,
                            capture_output=True, text=True)
         box.append(time.monotonic() - t0)
         done.append(1)
@@ -284,7 +292,7 @@ def bench_exec(n=20, n_cold=10):
             sys.exit(1)
         return time.monotonic() - t0
 
-    cold = [timed(["run", "--", "true"]) for _ in range(n_cold)]
+    cold = [timed(["run", "--cold", "--", "true"]) for _ in range(n_cold)]
     create = []
     for i in range(3):
         create.append(timed(["create", "--name", f"bench{i}"]))
@@ -460,7 +468,7 @@ def bench_net(n=7, runs=3):
 
     none, user = [], []
     for _ in range(n):
-        none.append(boxrun(["run", "--", "true"]))
+        none.append(boxrun(["run", "--cold", "--", "true"]))
         user.append(boxrun(["run", "--network", "user", "--", "true"]))
     tree = iperf_tree(work)
     lp, lh, gp, gh = free_port(), free_port(), free_port(), free_port()
@@ -523,7 +531,7 @@ def bench_image(n=3):
 
     def timed(env, args):
         t0 = time.monotonic()
-        p = subprocess.run([os.path.join(BIN, "box"), "run"] + args + ["--", "true"], env=env, capture_output=True,
+        p = subprocess.run([os.path.join(BIN, "box"), "run", "--cold"] + args + ["--", "true"], env=env, capture_output=True,
                            text=True)
         if p.returncode != 0:
             print(p.stderr, file=sys.stderr)
@@ -689,7 +697,7 @@ def bench_runtime(n=5):
         for _ in range(n):
             rt.append(one([docker, "run", "--rm", "--runtime", "boxkit", "bxbench", "true"]))
             rc.append(one([docker, "run", "--rm", "--runtime", "runc", "bxbench", "true"]))
-            bx.append(one([os.path.join(BIN, "box"), "run", "--", "true"]))
+            bx.append(one([os.path.join(BIN, "box"), "run", "--cold", "--", "true"]))
     finally:
         d.terminate()
         try:
@@ -713,6 +721,113 @@ def bench_runtime(n=5):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def runsc_bundle(work):
+    """A busybox bundle for gVisor doing `true`."""
+    b = os.path.join(work, "runsc-bundle")
+    os.makedirs(os.path.join(b, "rootfs", "bin"))
+    shutil.copy("/bin/busybox", os.path.join(b, "rootfs", "bin", "busybox"))
+    for a in ("true", "sh"):
+        os.symlink("busybox", os.path.join(b, "rootfs", "bin", a))
+    subprocess.run(["runsc", "spec", "--", "/bin/true"], cwd=b, check=True)
+    return b
+
+
+def bench_warm(n=10):
+    work = tempfile.mkdtemp(prefix="bxbench-warm.", dir="/tmp")
+    kernel = os.path.join(TOP, "build", "kernels", "lean", "vmlinux")
+    rd = initrd(work, "echo BOXKIT-BENCH-INIT\n/bin/busybox reboot -f\n")
+    box = os.path.join(BIN, "box")
+    env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home"))
+    bundle = runsc_bundle(work)
+
+    def timed(cmd, **kw):
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+        dt = time.monotonic() - t0
+        if p.returncode != 0:
+            print(" ".join(cmd), p.stderr, file=sys.stderr)
+            sys.exit(1)
+        return dt, p
+
+    timed([box, "run", "--", "true"], env=env)  # the first run saves the VM
+    floor, cold, warm, gvisor, alive = [], [], [], [], []
+    for i in range(n):
+        floor.append(qemu_boot(kernel, rd, until_exit=True))
+        cold.append(timed([box, "run", "--cold", "--", "true"], env=env)[0])
+        dt, p = timed([box, "run", "--verbose", "--", "true"], env=env)
+        if "warm start: restoring" not in p.stderr:
+            print(p.stderr, file=sys.stderr)
+            sys.exit("the warm run did not restore")
+        warm.append(dt)
+        m = re.search(r"the copy is alive \(([\d.]+) s\)", p.stderr)
+        if m:
+            alive.append(float(m.group(1)))
+        gvisor.append(timed(["runsc", "--root", os.path.join(work, "runsc"), "--platform=ptrace", "--network=none",
+                             "run", "--bundle", bundle, "bench%d" % i])[0])
+    res = {"floor_s": round(med(floor), 3), "cold_s": round(med(cold), 3), "warm_s": round(med(warm), 3),
+           "gvisor_s": round(med(gvisor), 3), "warm_copy_alive_s": round(med(alive), 3) if alive else None}
+    res["cold_over_warm"] = round(res["cold_s"] / res["warm_s"], 2)
+    res["warm_over_gvisor"] = round(res["warm_s"] / res["gvisor_s"], 2)
+    res["cold_over_floor"] = round(res["cold_s"] / res["floor_s"], 2)
+    print(f"box run -- true, medians of {n}, interleaved: warm {res['warm_s']:.3f} s, cold {res['cold_s']:.3f} s "
+          f"(x{res['cold_over_warm']} of warm), gVisor {res['gvisor_s']:.3f} s (warm is x{res['warm_over_gvisor']} of "
+          f"it), bare-QEMU floor {res['floor_s']:.3f} s (cold is x{res['cold_over_floor']} of it); a restored copy "
+          f"is alive {res['warm_copy_alive_s']} s after vm-launch starts")
+    print(f"targets: warm <= 0.35 s: {res['warm_s'] <= 0.35}; >= 4x faster than cold: {res['cold_over_warm'] >= 4}; "
+          f"<= 1.5x gVisor: {res['warm_over_gvisor'] <= 1.5}")
+
+    # the saved state's size and the restore against memory
+    mem = {}
+    for m_mib in (128, 256, 512):
+        timed([box, "run", "-m", str(m_mib), "--", "true"], env=env)
+        sizes = [json.load(open(os.path.join(d, "meta.json"))) for d in
+                 (os.path.join(env["BOXKIT_HOME"], "warm", k) for k in os.listdir(os.path.join(env["BOXKIT_HOME"], "warm")))]
+        size = next(x["size"] for x in sizes if x["memory_mib"] == m_mib)
+        t, a = [], []
+        for _ in range(5):
+            dt, p = timed([box, "run", "--verbose", "-m", str(m_mib), "--", "true"], env=env)
+            t.append(dt)
+            mm = re.search(r"the copy is alive \(([\d.]+) s\)", p.stderr)
+            if mm:
+                a.append(float(mm.group(1)))
+        mem[m_mib] = {"state_mib": round(size / 1048576, 1), "warm_run_s": round(med(t), 3),
+                      "copy_alive_s": round(med(a), 3) if a else None}
+        print(f"memory {m_mib} MiB: saved state {mem[m_mib]['state_mib']} MiB, warm run {mem[m_mib]['warm_run_s']:.3f} s, "
+              f"copy alive at {mem[m_mib]['copy_alive_s']} s")
+    res["by_memory"] = mem
+
+    # QEMU's memory in N idle sandboxes
+    rss = {}
+    for count in (1, 4, 8):
+        names = []
+        for j in range(count):
+            nm = "bxidle%d" % j
+            timed([box, "create", "--name", nm], env=env)
+            names.append(nm)
+        time.sleep(1)
+        vals = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                envb = open(f"/proc/{pid}/environ", "rb").read()
+                if b"BOXKIT_RUN_DIR=" + env["BOXKIT_HOME"].encode() not in envb:
+                    continue
+                if open(f"/proc/{pid}/comm").read().strip() != "qemu-system-x86":
+                    continue
+                vals.append(next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:")))
+            except (OSError, StopIteration):
+                pass
+        for nm in names:
+            subprocess.run([box, "rm", "-f", nm], env=env, capture_output=True)
+        rss[count] = {"qemu_rss_mib_each_median": round(med(vals) / 1024, 1) if vals else None, "qemus": len(vals)}
+        print(f"{count} idle sandboxes: QEMU RSS {rss[count]['qemu_rss_mib_each_median']} MiB each ({len(vals)} QEMUs)")
+    res["idle_sandboxes"] = rss
+    print(json.dumps({"bench": "warm", "results": res}))
+    subprocess.run([box, "gc"], env=env, capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_compare(other, n=10):
     work = tempfile.mkdtemp()
     trees = {"this": TOP, "other": os.path.abspath(other)}
@@ -721,8 +836,10 @@ def bench_compare(other, n=10):
         for k, top in trees.items():
             env = dict(os.environ, BOXKIT_HOME=os.path.join(work, "home-" + k), BOXKIT_BIN=os.path.join(top, "bin"))
             t0 = time.monotonic()
-            p = subprocess.run([os.path.join(top, "bin", "box"), "run", "--", "true"], env=env, capture_output=True,
-                               text=True)
+            # cold in both (a tree from before warm starts knows no --cold)
+            cold = ["--cold"] if "--cold)" in open(os.path.join(top, "tools", "box", "box")).read() else []
+            p = subprocess.run([os.path.join(top, "bin", "box"), "run"] + cold + ["--", "true"], env=env,
+                               capture_output=True, text=True)
             times[k].append(time.monotonic() - t0)
             if p.returncode != 0:
                 print(k, p.stderr, file=sys.stderr)
@@ -741,4 +858,5 @@ if __name__ == "__main__":
         bench_compare(sys.argv[2])
     else:
         {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec,
-         "net": bench_net, "image": bench_image, "voldata": bench_voldata, "runtime": bench_runtime}[what]()
+         "net": bench_net, "image": bench_image, "voldata": bench_voldata, "runtime": bench_runtime,
+         "warm": bench_warm}[what]()

@@ -562,7 +562,7 @@ static void resume(const unsigned char *p, uint32_t len)
 		die("set the clock: %s", strerror(errno));
 	add_entropy(p + RESUME_HDR, len - RESUME_HDR);
 	resumed = true;
-	keep = false;
+	keep = (le32_get(p + 12) & RESUME_KEEP) != 0;
 	ctrl_frame(FR_RESUMED, 0, NULL, 0);
 }
 

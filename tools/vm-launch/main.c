@@ -524,7 +524,11 @@ static int launcher_main(int argc, char **argv)
 	if (r == 0 && arg.tty && (r = term_raw(STDIN_FILENO)) < 0)
 		r = log_sys(r, "cannot put the terminal in raw mode");
 	if (r == 0 && arg.detach) {
-		r = relay_run(&vm, config, config_len, &oc) < 0 || oc.failed ? EXIT_LAUNCH : 0;
+		r = relay_run(&vm, config, config_len, &oc) < 0 ? EXIT_LAUNCH : 0;
+		if (r == 0 && oc.resume_failed && vm.warm.mode == WARM_RESTORE)
+			r = warm_fallback(&vm, config, config_len, &oc);
+		if (r == 0 && oc.failed)
+			r = EXIT_LAUNCH;
 		if (oc.fail[0]) {
 			log_error("guest init failed: %s", oc.fail);
 			print_console_tail(vm.run_dir);

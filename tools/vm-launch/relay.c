@@ -367,12 +367,14 @@ static void act_send_plan(struct relay *r)
 }
 
 static void send_resume(struct relay *r);
+static void became_ready(struct relay *r);
 static void act_ready(struct relay *r)
 {
 	r->ready = true;
 	arm_deadline(r, 0);
 	log_debug("the sandbox is ready (%.3f s)", vm_elapsed(r->vm));
 	if (r->vm->warm.mode == WARM_BUILD) {
+		r->ready = false; /* the copy is, once it says RESUMED */
 		/* nothing of this run has reached the guest yet: save it now */
 		int k = warm_save(r->vm, r->sfd, r->tfd, &r->sig, !r->vm->warm.only_save);
 		if (k == -EINTR || k == -ETIME || (k < 0 && r->vm->warm.only_save)) {
@@ -402,6 +404,13 @@ static void act_ready(struct relay *r)
 		send_resume(r);
 		return;
 	}
+	became_ready(r);
+}
+
+/* keep mode: the parent (box create) returns now */
+static void became_ready(struct relay *r)
+{
+	r->ready = true;
 	if (r->vm->ready_fd >= 0) {
 		/* the parent (box create) returns now; what we log next goes to monitor.log */
 		if (write(r->vm->ready_fd, "1", 1) < 0)
@@ -492,6 +501,7 @@ static void send_resume(struct relay *r)
 	le32_put(p, (uint32_t)((uint64_t)now.tv_sec & 0xffffffffu));
 	le32_put(p + 4, (uint32_t)((uint64_t)now.tv_sec >> 32));
 	le32_put(p + 8, (uint32_t)now.tv_nsec);
+	le32_put(p + 12, r->keep ? RESUME_KEEP : 0);
 	if (random_bytes(p + RESUME_HDR, sizeof(p) - RESUME_HDR) < 0 || put(r, FR_RESUME, 0, p, sizeof(p)) < 0) {
 		log_error("cannot send the resume frame");
 		r->state = ST_STOPPING;
@@ -511,6 +521,23 @@ static void act_resumed(struct relay *r)
 	struct vm *vm = r->vm;
 	arm_deadline(r, 0);
 	log_debug("warm start: the copy is alive (%.3f s)", vm_elapsed(vm));
+	if (r->keep) {
+		/* a sandbox: its first command (box run -d) goes to the console log */
+		cleanup_json struct json_object *first = first_command_spec(r->cfg, false, 24, 80);
+		const char *ft = first ? json_object_to_json_string_ext(first, JSON_C_TO_STRING_PLAIN |
+										   JSON_C_TO_STRING_NOSLASHESCAPE)
+				       : NULL;
+		if (ft && put(r, FR_EXEC, 0, ft, (uint32_t)strlen(ft)) < 0) {
+			log_error("cannot start the first command in the warm copy");
+			r->bad = true;
+			r->state = ST_STOPPING;
+			r->stopped = true;
+			vm_kill(vm);
+			return;
+		}
+		became_ready(r);
+		return;
+	}
 	struct winsize ws = { 24, 80, 0, 0 };
 	if (arg.tty && (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col))
 		ws = (struct winsize){ 24, 80, 0, 0 };
@@ -1538,8 +1565,6 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 	} else if (vm->warm.mode == WARM_RESTORE || vm->warm.mode == WARM_BUILD) {
 		/* the caller's stdin is not touched before the copy is alive: a
 		 * restore that fails boots cold with all of it */
-		if (vm->warm.mode == WARM_RESTORE)
-			send_resume(&r);
 	} else {
 		r.st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL, .out_win = OUTPUT_WINDOW };
 		if (start_pumps(&r) < 0) {
@@ -1547,6 +1572,8 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 			goto out;
 		}
 	}
+	if (vm->warm.mode == WARM_RESTORE)
+		send_resume(&r);
 	rc = loop(&r);
 	drain_console(&r);
 	if (local && r.pumps && !r.stopped)

@@ -124,8 +124,6 @@ int warm_prepare(struct vm *vm, const char *config, size_t len)
 		why = "it has volumes (QEMU cannot save a VM with a virtiofs device)";
 	else if (vm->net.on)
 		why = "it has a network device";
-	else if (arg.detach)
-		why = "a sandbox starts cold";
 	if (why) {
 		log_debug("cold start: %s", why);
 		return 0;
@@ -134,13 +132,17 @@ int warm_prepare(struct vm *vm, const char *config, size_t len)
 	struct json_object *cfg = tok ? json_tokener_parse_ex(tok, config, (int)len) : NULL;
 	if (tok)
 		json_tokener_free(tok);
-	struct json_object *spec = cfg ? first_command_spec(cfg, arg.tty, 24, 80) : NULL;
+	struct json_object *spec = cfg ? first_command_spec(cfg, arg.tty, 24, 80) : NULL, *proc, *args;
 	size_t n = spec ? strlen(json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN)) : 0;
 	json_object_put(spec);
-	if (!spec || n + 64 > FRAME_DATA_MAX) {
+	/* a sandbox may have no first command: the config serves */
+	bool serving = cfg && !spec && arg.detach && json_object_object_get_ex(cfg, "process", &proc) &&
+		       json_object_object_get_ex(proc, "args", &args) && json_object_array_length(args) == 2 &&
+		       !strcmp(json_object_get_string(json_object_array_get_idx(args, 1)), CONTAINER_INIT_SERVE);
+	if ((!spec && !serving) || n + 64 > FRAME_DATA_MAX) {
 		json_object_put(cfg);
 		log_debug("cold start: %s", spec ? "the command and its environment are over 64 KiB"
-						 : "the config's process is not oci-spec --init's workload");
+						 : "the config's process is not oci-spec --init's");
 		return 0;
 	}
 	config_make_serving(cfg);
