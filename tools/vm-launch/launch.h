@@ -190,10 +190,10 @@ struct outcome {
 	int status; /* the workload's exit status, or -1 */
 	int sig;    /* SIGINT, SIGTERM or SIGHUP came, or 0 */
 	bool timed_out;
-	bool stop_asked;  /* keep mode: the sandbox was stopped (box stop, a signal) */
-	bool failed;	  /* a launcher failure (bad frame, no hello, a share died) */
-	int output_errno; /* writing the workload's output failed (not EPIPE) */
-	char fail[1024];  /* the guest init's failure message */
+	bool stop_asked;    /* keep mode: the sandbox was stopped (box stop, a signal) */
+	bool failed;	    /* a launcher failure (bad frame, no hello, a share died) */
+	int output_errno;   /* writing the workload's output failed (not EPIPE) */
+	char fail[1024];    /* the guest init's failure message */
 	bool resume_failed; /* a warm copy never came alive (nothing of the run reached it) */
 	bool saved;	    /* --warm-save: the VM was saved */
 };

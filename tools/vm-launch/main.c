@@ -414,7 +414,7 @@ static int warm_fallback(struct vm *vm, const char *config, size_t config_len, s
 	log_warn("the saved VM %s/warm/%s could not be restored (%s): booting cold, and saving it again", vm->home,
 		 vm->warm.key,
 		 fr == -EBADMSG ? "its digest does not match its record"
-		 : fr < 0       ? "QEMU did not take all of it"
+		 : fr < 0	? "QEMU did not take all of it"
 				: "QEMU refused it or the copy did not come alive; see the console log");
 	vm_kill(vm);
 	if (vm->qemu > 0)

@@ -220,8 +220,8 @@ struct hstream {
 /* ---- the loop's state ------------------------------------------------------------------ */
 
 enum rstate { ST_BOOTING, ST_RUNNING, ST_SIGNALLED, ST_EXITED, ST_SHUTTING, ST_STOPPING, ST_RESUMING, ST_DONE, ST__N };
-static const char *const state_name[] = { "booting",  "running",  "signalled", "exited", "shutting down",
-					  "stopping", "resuming", "done" };
+static const char *const state_name[] = { "booting",	   "running",  "signalled", "exited",
+					  "shutting down", "stopping", "resuming",  "done" };
 
 enum revent {
 	EV_HELLO,      /* the guest init is up */
@@ -238,9 +238,8 @@ enum revent {
 	EV_RESUMED,    /* a warm copy is alive (RESUMED) */
 	EV__N
 };
-static const char *const event_name[] = { "hello",    "ready",	    "exit",	 "fail",
-					  "bad frame", "signal",    "stop",	 "timeout",
-					  "deadline", "share died", "qemu exit", "resumed" };
+static const char *const event_name[] = { "hello", "ready",   "exit",	  "fail",	"bad frame", "signal",
+					  "stop",  "timeout", "deadline", "share died", "qemu exit", "resumed" };
 
 struct relay {
 	struct vm *vm;
@@ -254,12 +253,12 @@ struct relay {
 	int status; /* stream 0's, or -1 */
 	int sig;    /* the first signal that came */
 	bool timed_out, bad, no_hello, share_failed, plan_failed;
-	bool stopped;	 /* it went through ST_STOPPING: killed, not finished */
+	bool stopped;	    /* it went through ST_STOPPING: killed, not finished */
 	bool resume_failed; /* a restored copy never came alive: the run may boot cold */
 	bool save_failed;   /* a warm build could not save, or go on after it */
 	bool saved;	    /* --warm-save: done */
 	bool pumps;	    /* the caller's stdio threads run */
-	bool stop_asked; /* keep mode: box stop or a signal */
+	bool stop_asked;    /* keep mode: box stop or a signal */
 	char fail[1024];
 	int sfd, tfd, dfd; /* signalfd, --timeout timer, state deadline timer */
 	struct pump pin, pout[2];
@@ -525,7 +524,7 @@ static void act_resumed(struct relay *r)
 		/* a sandbox: its first command (box run -d) goes to the console log */
 		cleanup_json struct json_object *first = first_command_spec(r->cfg, false, 24, 80);
 		const char *ft = first ? json_object_to_json_string_ext(first, JSON_C_TO_STRING_PLAIN |
-										   JSON_C_TO_STRING_NOSLASHESCAPE)
+										       JSON_C_TO_STRING_NOSLASHESCAPE)
 				       : NULL;
 		if (ft && put(r, FR_EXEC, 0, ft, (uint32_t)strlen(ft)) < 0) {
 			log_error("cannot start the first command in the warm copy");
@@ -542,8 +541,9 @@ static void act_resumed(struct relay *r)
 	if (arg.tty && (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col))
 		ws = (struct winsize){ 24, 80, 0, 0 };
 	cleanup_json struct json_object *spec = first_command_spec(r->cfg, arg.tty, ws.ws_row, ws.ws_col);
-	const char *t = spec ? json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-			     : NULL;
+	const char *t =
+		spec ? json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+		     : NULL;
 	if (!t || start_pumps(r) < 0 || put(r, FR_EXEC, 0, t, (uint32_t)strlen(t)) < 0) {
 		log_error("cannot start the command in the warm copy");
 		r->bad = true;

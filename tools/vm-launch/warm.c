@@ -26,11 +26,11 @@
  * Either way the copy then gets RESUME (the clock, fresh entropy and a CRNG
  * reseed: lib/common/guest-abi.h) and the run's command as an exec on
  * stream 0. */
+#include "warm.h"
 #include "common.h"
 #include "firstcmd.h"
 #include "guest-abi.h"
 #include "launch.h"
-#include "warm.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -49,13 +49,13 @@
 #define WARM_DIR "warm"
 #define WARM_STATE "state"
 #define WARM_META "meta.json"
-#define WARM_TAIL (64u << 10)	  /* held back until the digest matched */
-#define WARM_SLACK (64ull << 20)  /* a state may be this much over the guest's memory */
-#define QMP_LINE_MAX (64u << 10)  /* one QMP reply or event */
-#define SAVE_DEADLINE_MS 120000	  /* a save that takes longer is given up */
+#define WARM_TAIL (64u << 10)	 /* held back until the digest matched */
+#define WARM_SLACK (64ull << 20) /* a state may be this much over the guest's memory */
+#define QMP_LINE_MAX (64u << 10) /* one QMP reply or event */
+#define SAVE_DEADLINE_MS 120000	 /* a save that takes longer is given up */
 #define PIPE_SIZE (1 << 20)
-#define WARM_KEEP 16		  /* saved VMs kept; the least recently used go first */
-#define WARM_STALE_S 600	  /* a save's or a removal's leftover older than this goes */
+#define WARM_KEEP 16	 /* saved VMs kept; the least recently used go first */
+#define WARM_STALE_S 600 /* a save's or a removal's leftover older than this goes */
 
 static int hex_digest(const unsigned char *d, unsigned n, char *out)
 {
@@ -480,8 +480,7 @@ static int take_stream(int rfd, int fd, size_t max, struct stops *s, EVP_MD_CTX 
 	}
 }
 
-static int save_into(struct vm *vm, struct qmp *q, struct stops *s, int wd, const char *tmp, char *err,
-		     size_t errlen)
+static int save_into(struct vm *vm, struct qmp *q, struct stops *s, int wd, const char *tmp, char *err, size_t errlen)
 {
 	struct warm *w = &vm->warm;
 	int r;
@@ -499,7 +498,8 @@ static int save_into(struct vm *vm, struct qmp *q, struct stops *s, int wd, cons
 			 err, errlen, NULL)) < 0)
 		return r;
 	cleanup_close int kd = openat(wd, tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	cleanup_close int sfd = kd < 0 ? -1 : openat(kd, WARM_STATE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	cleanup_close int sfd =
+		kd < 0 ? -1 : openat(kd, WARM_STATE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (sfd < 0)
 		return snprintf(err, errlen, "cannot create the state file"), -errno;
 	int p[2];
@@ -548,9 +548,10 @@ static int save_into(struct vm *vm, struct qmp *q, struct stops *s, int wd, cons
 		return -errno;
 	char hex[65], meta[512];
 	hex_digest(d, 32, hex);
-	int mn = snprintf(meta, sizeof(meta),
-			  "{\"format\":%d,\"size\":%zu,\"sha256\":\"%s\",\"memory_mib\":%ld,\"cpus\":%ld,\"created\":%lld}\n",
-			  WARM_FORMAT, total, hex, arg.memory, arg.cpus, (long long)time(NULL));
+	int mn = snprintf(
+		meta, sizeof(meta),
+		"{\"format\":%d,\"size\":%zu,\"sha256\":\"%s\",\"memory_mib\":%ld,\"cpus\":%ld,\"created\":%lld}\n",
+		WARM_FORMAT, total, hex, arg.memory, arg.cpus, (long long)time(NULL));
 	if ((r = write_file_atomic(kd, WARM_META, meta, (size_t)mn, 0600)) < 0)
 		return r;
 	w->saved_size = total;

@@ -18,7 +18,7 @@ enum warm_mode {
 
 struct warm {
 	enum warm_mode mode;
-	bool only_save;		    /* --warm-save: save it and stop, run nothing */
+	bool only_save;		     /* --warm-save: save it and stop, run nothing */
 	struct json_object *serving; /* the config as the saved VM holds it */
 	char key[65];
 	/* restore */
