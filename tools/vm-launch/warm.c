@@ -39,7 +39,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -222,42 +221,48 @@ static int write_all_fd(int fd, const void *p, size_t n)
 	return 0;
 }
 
+/* The state into QEMU's pipe, read with pread (a file cut short under us
+ * is a short read, never a SIGBUS), hashed on the way; the last WARM_TAIL
+ * bytes go only once the whole file's digest matched its record. */
 static void *feeder(void *p)
 {
 	struct warm *w = p;
-	size_t size = (size_t)w->size, body = size - WARM_TAIL;
-	const unsigned char *map = MAP_FAILED;
-	unsigned char d[32];
+	size_t size = (size_t)w->size, body = size - WARM_TAIL, off = 0;
+	unsigned char d[32], *buf = malloc(1u << 20), *tail = malloc(WARM_TAIL);
 	unsigned n = 0;
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL))
-		map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, w->state_fd, 0);
-	if (map == MAP_FAILED) {
-		w->feed_result = c ? -errno : -ENOMEM;
+	w->feed_result = -ENOMEM;
+	if (!c || !buf || !tail || !EVP_DigestInit_ex(c, EVP_sha256(), NULL))
 		goto out;
-	}
-	madvise((void *)map, size, MADV_SEQUENTIAL | MADV_WILLNEED);
-	for (size_t off = 0; off < body;) {
-		size_t chunk = body - off < (1u << 20) ? body - off : (1u << 20);
-		EVP_DigestUpdate(c, map + off, chunk);
-		if (write_all_fd(w->feed_fd, map + off, chunk) < 0) {
+	posix_fadvise(w->state_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while (off < size) {
+		size_t want = off < body ? (body - off < (1u << 20) ? body - off : (1u << 20)) : size - off;
+		unsigned char *into = off < body ? buf : tail;
+		ssize_t k = pread(w->state_fd, into, want, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0 || (off >= body && (size_t)k != want)) {
+			w->feed_result = -EBADMSG; /* shorter than its record */
+			goto out;
+		}
+		EVP_DigestUpdate(c, into, (size_t)k);
+		if (off < body && write_all_fd(w->feed_fd, into, (size_t)k) < 0) {
 			w->feed_result = -EPIPE; /* QEMU is gone */
 			goto out;
 		}
-		off += chunk;
+		off += (size_t)k;
 	}
 	/* the whole file is hashed before its last bytes go: QEMU never has a
 	 * complete stream of a state that does not match its record */
-	EVP_DigestUpdate(c, map + body, WARM_TAIL);
 	if (!EVP_DigestFinal_ex(c, d, &n) || n != 32 || memcmp(d, w->digest, 32)) {
 		w->feed_result = -EBADMSG;
 		goto out;
 	}
-	w->feed_result = write_all_fd(w->feed_fd, map + body, WARM_TAIL) < 0 ? -EPIPE : 0;
+	w->feed_result = write_all_fd(w->feed_fd, tail, WARM_TAIL) < 0 ? -EPIPE : 0;
 out:
 	EVP_MD_CTX_free(c);
-	if (map != MAP_FAILED)
-		munmap((void *)map, size);
+	free(buf);
+	free(tail);
 	close(w->feed_fd);
 	w->feed_fd = -1;
 	return NULL;
