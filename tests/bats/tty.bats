@@ -62,6 +62,15 @@ drive() {
 }
 
 @test "box run -it: a shell on a pty in the guest, resize, ^C, exit status, the host terminal restored" {
+	drive "box run --cold -it -- sh"
+}
+
+@test "box run -it in a copy of a saved VM (the first run saves it, the second restores it): the same" {
+	drive "box run -it -- sh"
+	assert_eq "$(ls "$BOXKIT_HOME/warm" | wc -l)" 1 "saved VMs"
+	rm -f "$BATS_TEST_TMPDIR/after"
+	"${T[@]}" resize-window -t t -x 100 -y 30
+	keys "clear" Enter
 	drive "box run -it -- sh"
 }
 

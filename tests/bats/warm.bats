@@ -241,3 +241,24 @@ EOF
 	assert_eq "$(box ls --json)" ""
 	assert_clean
 }
+
+@test "a run stopped while its VM is being saved stops within a second and leaves no half-saved state" {
+	# test builds only: the save never ends (QEMU blocked on a full pipe)
+	BOXKIT_TEST_SAVE_STALL=1 timeout 120 box run -- echo never >"$BATS_TEST_TMPDIR/out" 2>&1 &
+	local pid=$!
+	for _ in $(seq 600); do
+		ls -A "$BOXKIT_HOME/warm" 2>/dev/null | grep -q '^\.new-' && break
+		sleep 0.1
+	done
+	ls -A "$BOXKIT_HOME/warm" | grep -q '^\.new-'
+	sleep 0.5
+	local t0=$EPOCHREALTIME rc=0
+	kill -TERM "$pid"
+	wait "$pid" || rc=$?
+	local ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+	assert_eq "$rc" 143 "status"
+	[ "$ms" -lt 1000 ] || { echo "stopped after $ms ms" >&2; false; }
+	! grep -q never "$BATS_TEST_TMPDIR/out" || false
+	assert_eq "$(keys)" "" "saved VMs"
+	assert_clean
+}
