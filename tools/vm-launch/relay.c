@@ -1201,8 +1201,11 @@ static void on_signals(struct relay *r)
 			if (!r->sig)
 				r->sig = (int)si.ssi_signo;
 			fire(r, EV_SIGNAL);
-			continue;
 		}
+	}
+	/* children are reaped whatever signal came: a SIGCHLD merged into one
+	 * that was already read never leaves QEMU's end unseen */
+	{
 		int st;
 		pid_t w;
 		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
