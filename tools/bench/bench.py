@@ -43,6 +43,10 @@ measured in the same run.
                     memory (128, 256, 512 MiB); QEMU's RSS in N idle sandboxes
                     (N = 1, 4, 8). Targets: warm <= 0.35 s, >= 4x faster than
                     cold, <= 1.5x gVisor
+  bench.py boot-options
+                    the floor with each kernel command line option alone (on
+                    the line before the trimming) and with vm-launch's trimmed
+                    line, against the old line, interleaved (medians of 9)
   bench.py compare TOP
                     cold `box run -- true` of this tree against another built
                     tree (another commit: `git worktree add`, make, make image),
@@ -844,6 +848,28 @@ def bench_warm(n=10):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_boot_options(n=9):
+    """Each kernel command line option alone on top of the old line, and the
+    trimmed line, against the old line: the floor, interleaved."""
+    work = tempfile.mkdtemp()
+    kernel = os.path.join(TOP, "build", "kernels", "lean", "vmlinux")
+    rd = initrd(work, "echo BOXKIT-BENCH-INIT\n/bin/busybox reboot -f\n")
+    variants = {"old": APPEND_OLD, "trimmed": APPEND_TRIMMED}
+    for opt in ("noapictimer", "pty.legacy_count=0", "no_timer_check", "tsc=reliable", "8250.nr_uarts=1",
+                "rcupdate.rcu_expedited=1", "random.trust_cpu=on"):
+        variants[opt] = APPEND_OLD + " " + opt
+    times = {k: [] for k in variants}
+    for _ in range(n):
+        for k, a in variants.items():
+            times[k].append(qemu_boot(kernel, rd, until_exit=True, append=a))
+    base = med(times["old"])
+    res = {k: {"median_s": round(med(v), 3), "diff_s": round(med(v) - base, 3)} for k, v in times.items()}
+    for k, v in res.items():
+        print(f"{k:28s} {v['median_s']:.3f} s  ({v['diff_s']:+.3f} s against the old line)")
+    print(json.dumps({"bench": "boot-options", "results": res}))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_compare(other, n=10):
     work = tempfile.mkdtemp()
     trees = {"this": TOP, "other": os.path.abspath(other)}
@@ -875,4 +901,4 @@ if __name__ == "__main__":
     else:
         {"boot": bench_boot, "run": bench_run, "volumes": bench_volumes, "exec": bench_exec,
          "net": bench_net, "image": bench_image, "voldata": bench_voldata, "runtime": bench_runtime,
-         "warm": bench_warm}[what]()
+         "warm": bench_warm, "boot-options": bench_boot_options}[what]()

@@ -500,7 +500,8 @@ int vm_start(struct vm *vm)
 	add(argv, &n, "-kernel");
 	add(argv, &n, kernel);
 	add(argv, &n, "-append");
-	/* Measured under TCG here (bench.py boot-options, interleaved medians):
+	/* Measured under TCG here (bench.py boot-options does it again: the
+	 * floor, each option alone, interleaved medians):
 	 * noapictimer skips the local APIC timer's calibration and its check
 	 * (-0.25 s of a 1.1 s floor; TCG has no TSC-deadline timer, and under
 	 * KVM that timer skips the calibration anyway, so only for TCG);
