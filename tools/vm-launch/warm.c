@@ -610,7 +610,7 @@ static void tidy(struct vm *vm, int wd)
 			if (now - st.st_mtime > WARM_STALE_S && rm_tree_at(wd, e->d_name) < 0)
 				log_warn("cannot remove '%s/%s/%s'", vm->home, WARM_DIR, e->d_name);
 		} else if (strlen(e->d_name) == 64 && n < ARRAY_SIZE(keys)) {
-			snprintf(keys[n].name, sizeof(keys[n].name), "%s", e->d_name);
+			memcpy(keys[n].name, e->d_name, sizeof(keys[n].name)); /* 64 characters and the NUL */
 			keys[n++].at = st.st_mtime;
 		}
 	}
