@@ -194,6 +194,23 @@ EOF
 	run -0 --separate-stderr timeout 120 box run --verbose -v /scratch -- sh -c 'echo x >/scratch/f; cat /scratch/f'
 	assert_eq "$output" x
 	assert_contains "$stderr" "cold start: it has volumes"
+	# a network namespace's interface (an OCI runtime's): its address is the plan's, never a saved one's
+	local ns=bxwarm$$
+	ip netns add "$ns"
+	ip -n "$ns" link add ea type veth peer name eb
+	ip -n "$ns" addr add 10.79.1.2/28 dev ea
+	ip -n "$ns" link set ea up
+	run --separate-stderr timeout 300 box run --verbose --network "netns:/run/netns/$ns" -- ip -4 -o addr show eth0
+	local rc=$status out=$output err=$stderr
+	ip -n "$ns" addr flush dev ea
+	ip -n "$ns" addr add 10.79.2.2/28 dev ea
+	run --separate-stderr timeout 300 box run --network "netns:/run/netns/$ns" -- ip -4 -o addr show eth0
+	local rc2=$status out2=$output
+	ip netns del "$ns"
+	assert_eq "$rc/$rc2" 0/0 "statuses"
+	assert_contains "$err" "cold start: it has a network"
+	assert_contains "$out" "10.79.1.2/28"
+	assert_contains "$out2" "10.79.2.2/28"
 	run -0 --separate-stderr timeout 120 box run --verbose --cold -- true
 	! grep -q "warm start" <<<"$stderr" || false
 	assert_eq "$(keys | wc -l)" 1

@@ -122,8 +122,10 @@ int warm_prepare(struct vm *vm, const char *config, size_t len)
 	const char *why = NULL;
 	if (vm->nvols)
 		why = "it has volumes (QEMU cannot save a VM with a virtiofs device)";
-	else if (vm->net.on)
-		why = "it has a network device";
+	else if (arg.net_user || arg.netns || vm->net.on)
+		/* asked for, whatever comes of it: the namespace's interface is
+		 * only looked at later (netns_start), and its address is the plan's */
+		why = "it has a network";
 	if (why) {
 		log_debug("cold start: %s", why);
 		return 0;
