@@ -71,7 +71,8 @@ static void usage(FILE *f)
 	      "                      memory, CPUs, the config but its command, environment and\n"
 	      "                      working directory) in <home>/warm, restored and reseeded;\n"
 	      "                      when there is none, boot, save one, and go on; a run\n"
-	      "                      with volumes, a network or --detach starts cold (-v says)\n"
+	      "                      with volumes or a network, or with QEMU not jailed,\n"
+	      "                      starts cold (-v says why); --detach too restores\n"
 	      "  --warm-save         only save the VM of this run's key (run nothing); 0 when\n"
 	      "                      saved\n"
 	      "  --probe-accel       print what --accel auto picks (JSON) and exit\n"
@@ -410,12 +411,13 @@ static int open_run(struct vm *vm)
  * reached it, so the run boots cold, and saves the VM again. */
 static int warm_fallback(struct vm *vm, const char *config, size_t config_len, struct outcome *oc)
 {
+	vm_kill(vm); /* first: the feeder may be blocked on QEMU's pipe */
 	int fr = warm_feed_result(vm);
 	log_warn("the saved VM %s/warm/%s could not be restored (%s): booting cold, and saving it again", vm->home,
 		 vm->warm.key,
 		 fr == -EBADMSG ? "its digest does not match its record"
 		 : fr < 0	? "QEMU did not take all of it"
-				: "QEMU refused it or the copy did not come alive; see the console log");
+				: "QEMU refused it or the copy did not come alive; its console log is console.log.1");
 	vm_kill(vm);
 	if (vm->qemu > 0)
 		waitpid(vm->qemu, NULL, 0);
@@ -542,6 +544,7 @@ static int launcher_main(int argc, char **argv)
 	} else
 		r = EXIT_LAUNCH; /* every failure before the relay is a launcher failure */
 	term_restore();
+	vm_kill(&vm); /* before the feeder is joined: it may wait on QEMU's pipe */
 	warm_close(&vm);
 	json_object_put(vm.warm.serving);
 	vm_cleanup(&vm);

@@ -257,6 +257,7 @@ struct relay {
 	bool resume_failed; /* a restored copy never came alive: the run may boot cold */
 	bool save_failed;   /* a warm build could not save, or go on after it */
 	bool saved;	    /* --warm-save: done */
+	bool warm_saved;    /* a warm build saved (or tried): READY never comes twice */
 	bool pumps;	    /* the caller's stdio threads run */
 	bool stop_asked;    /* keep mode: box stop or a signal */
 	char fail[1024];
@@ -373,6 +374,16 @@ static void act_ready(struct relay *r)
 	arm_deadline(r, 0);
 	log_debug("the sandbox is ready (%.3f s)", vm_elapsed(r->vm));
 	if (r->vm->warm.mode == WARM_BUILD) {
+		if (r->warm_saved) {
+			/* READY again, after the save: a guest's, never the init's */
+			log_error("bad frame from the guest (a second READY): stopping the VM");
+			r->bad = true;
+			r->state = ST_STOPPING;
+			r->stopped = true;
+			vm_kill(r->vm);
+			return;
+		}
+		r->warm_saved = true;
 		r->ready = false; /* the copy is, once it says RESUMED */
 		/* nothing of this run has reached the guest yet: save it now */
 		int k = warm_save(r->vm, r->sfd, r->tfd, &r->sig, !r->vm->warm.only_save);
@@ -520,6 +531,15 @@ static void act_resumed(struct relay *r)
 	struct vm *vm = r->vm;
 	arm_deadline(r, 0);
 	log_debug("warm start: the copy is alive (%.3f s)", vm_elapsed(vm));
+	/* a restored copy runs nothing of ours until its whole state matched
+	 * its record (QEMU may start a copy whose last bytes never came) */
+	if (vm->warm.mode == WARM_RESTORE && warm_feed_result(vm) != 0) {
+		r->resume_failed = true;
+		r->state = ST_STOPPING;
+		r->stopped = true;
+		vm_kill(vm);
+		return;
+	}
 	if (r->keep) {
 		/* a sandbox: its first command (box run -d) goes to the console log */
 		cleanup_json struct json_object *first = first_command_spec(r->cfg, false, 24, 80);
@@ -553,6 +573,7 @@ static void act_resumed(struct relay *r)
 		return;
 	}
 	r->st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL, .out_win = OUTPUT_WINDOW };
+	r->ready = true;
 }
 
 static void act_no_resume(struct relay *r)
@@ -625,6 +646,7 @@ static const struct transition {
 	{ ST_RESUMING, EV_RESUMED, act_resumed, ST_RUNNING },
 	{ ST_RESUMING, EV_DEADLINE, act_no_resume, ST_STOPPING },
 	{ ST_RESUMING, EV_SIGNAL, act_kill, ST_STOPPING },
+	{ ST_RESUMING, EV_STOP, act_kill, ST_STOPPING }, /* box stop of a sandbox being restored */
 	{ ST_RESUMING, EV_TIMEOUT, act_timeout, ST_STOPPING },
 	{ ST_RESUMING, EV_FAIL, act_none, ST_RESUMING },
 	{ ST_RESUMING, EV_BAD_FRAME, act_bad_frame, ST_STOPPING },
@@ -1545,8 +1567,11 @@ int relay_run(struct vm *vm, const char *config, size_t config_len, struct outco
 		goto out;
 	}
 	if (arg.timeout > 0) {
-		struct itimerspec its = { .it_value = { (time_t)arg.timeout,
-							(long)((arg.timeout - (double)(time_t)arg.timeout) * 1e9) } };
+		/* from the launch: a cold boot after a failed restore gets what is left */
+		double left = arg.timeout - vm_elapsed(vm);
+		if (left < 0.001)
+			left = 0.001;
+		struct itimerspec its = { .it_value = { (time_t)left, (long)((left - (double)(time_t)left) * 1e9) } };
 		timerfd_settime(r.tfd, 0, &its, NULL);
 	}
 	arm_deadline(&r, HELLO_DEADLINE_MS);

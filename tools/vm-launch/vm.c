@@ -255,7 +255,7 @@ static int qemu_setup(void *p, char *err, size_t errlen)
 	return 0;
 }
 
-static int load_filter(void);
+static int load_filter(bool warm);
 
 /* in the parent, before QEMU may run: the record first */
 static int qemu_forked(void *p, pid_t pid)
@@ -274,7 +274,8 @@ static int qemu_final(void *p, char *err, size_t errlen)
 		FAIL(errno, "no_new_privs");
 	if (syscall(SYS_capset, &h, d) < 0)
 		FAIL(errno, "capset");
-	if ((r = load_filter()) < 0)
+	if ((r = load_filter(((struct vm *)p)->warm.mode == WARM_RESTORE ||
+			     ((struct vm *)p)->warm.mode == WARM_BUILD)) < 0)
 		FAIL(-r, "seccomp");
 	return 0;
 }
@@ -364,18 +365,15 @@ static const char *const qemu_syscalls[] = {
 	"epoll_ctl",
 	"epoll_pwait",
 	"epoll_wait",
-	/* measured in a warm save (QEMU's monitor and its migration to a
-	 * descriptor it was handed): glib's poll, and a directory walk; in a
-	 * restore (-incoming on a pipe): a read-ahead hint */
-	"poll",
-	"getdents64",
-	"fchdir",
-	"fadvise64",
 };
+/* only in a warm save (QEMU's monitor and its migration to a descriptor it
+ * was handed: glib's poll, and a directory walk) or restore (-incoming on a
+ * pipe: a read-ahead hint), measured */
+static const char *const qemu_syscalls_warm[] = { "poll", "getdents64", "fchdir", "fadvise64" };
 
 /* A test build can log instead of kill (BOXKIT_TEST_SECCOMP_LOG=1), to
  * find a missing call. */
-static int load_filter(void)
+static int load_filter(bool warm)
 {
 	uint32_t deflt = test_getenv("BOXKIT_TEST_SECCOMP_LOG") ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS;
 	scmp_filter_ctx ctx = seccomp_init(deflt);
@@ -387,6 +385,11 @@ static int load_filter(void)
 		if (nr < 0)
 			continue;
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+	}
+	for (size_t i = 0; warm && i < ARRAY_SIZE(qemu_syscalls_warm) && r == 0; i++) {
+		int nr = seccomp_syscall_resolve_name(qemu_syscalls_warm[i]);
+		if (nr >= 0)
+			r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 	}
 	/* threads only: a new process would be a spawn */
 	if (r == 0)
@@ -438,8 +441,12 @@ int vm_start(struct vm *vm)
 		return log_sys(errno, "socketpair"), EXIT_LAUNCH;
 	/* root's, in the root-owned run directory: QEMU writes it through the
 	 * descriptor it is handed, never by name */
-	if (vm->warm.mode == WARM_BUILD)
-		unlink(vm->console); /* a second start: a restore failed */
+	if (vm->warm.mode == WARM_BUILD) {
+		/* a second start (a restore failed): its console is kept beside */
+		char old[4400];
+		snprintf(old, sizeof(old), "%s.1", vm->console);
+		rename(vm->console, old);
+	}
 	vm->console_fd = open(vm->console, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (vm->console_fd < 0)
 		return log_sys(errno, "cannot create '%s'", vm->console), EXIT_LAUNCH;
@@ -456,7 +463,11 @@ int vm_start(struct vm *vm)
 	snprintf(mem, sizeof(mem), "%ld", arg.memory);
 	snprintf(smp, sizeof(smp), "%ld", arg.cpus);
 	snprintf(fdopt, sizeof(fdopt), "socket,id=ctl,fd=%d", qfd);
-	snprintf(machine, sizeof(machine), "microvm,acpi=off,rtc=on%s", vm->nvols ? ",memory-backend=mem" : "");
+	/* suppress-vmdesc: a saved VM's stream ends with its last device's state
+	 * (QEMU ignores a description cut short after it, and would start a copy
+	 * whose held-back tail never came: warm.c) */
+	snprintf(machine, sizeof(machine), "microvm,acpi=off,rtc=on,suppress-vmdesc=on%s",
+		 vm->nvols ? ",memory-backend=mem" : "");
 	snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,size=%ldM,share=on", arg.memory);
 	if (vm->nvols > 64)
 		return log_error("at most 64 volumes"), EXIT_LAUNCH;

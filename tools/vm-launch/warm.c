@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Warm starts: a saved VM, restored instead of booted.
  *
- * A run that may start warm (--warm: no directory or file volume, since
- * QEMU 7.2 cannot save a VM with a vhost-user-fs device; no network device;
- * not a sandbox) looks up <home>/warm/<key>/, where the key is a SHA-256 of
+ * A run that may start warm (--warm: QEMU jailed; no directory or file
+ * volume, since QEMU 7.2 cannot save a VM with a vhost-user-fs device; no
+ * network) looks up <home>/warm/<key>/, where the key is a SHA-256 of
  * everything that shapes the saved VM: QEMU's whole command line (machine,
  * memory, CPUs, accelerator, kernel command line, devices), the identity of
  * the QEMU binary, the kernel and both drives, the protocol versions, and
@@ -43,6 +43,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #define WARM_FORMAT 1
@@ -68,12 +69,12 @@ static int hex_digest(const unsigned char *d, unsigned n, char *out)
 
 static void key_file(EVP_MD_CTX *c, const char *what, const char *path)
 {
-	struct stat st;
+	struct stat st = { 0 };
 	char line[512];
 	/* identity and contents' date: the store's files are never rewritten in
 	 * place, and a rebuilt kernel or image is a new file (ctime is left out:
 	 * chroot-stage's hard links change it on every run) */
-	if (!path || stat(path, &st) < 0)
+	if (!path || fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
 		snprintf(line, sizeof(line), "%s none\n", what);
 	else
 		snprintf(line, sizeof(line), "%s %llu %llu %lld %lld.%09ld\n", what, (unsigned long long)st.st_dev,
@@ -100,9 +101,33 @@ int warm_key(struct vm *vm, char *const *argv, int argc)
 	if (path_lookup(arg.qemu, qbin, sizeof(qbin)) < 0)
 		qbin[0] = 0;
 	key_file(c, "qemu", qbin[0] ? qbin : NULL);
-	key_file(c, "kernel", vm->kernel);
-	key_file(c, "system", vm->system);
-	key_file(c, "rootfs", vm->rootfs);
+	if (vm->jailed) {
+		/* what QEMU opens: the jail's hard links (the store's inodes), not
+		 * the names, which may point elsewhere by now */
+		char p[3][8300];
+		snprintf(p[0], sizeof(p[0]), "%s%s", vm->root, vm->kernel_in);
+		snprintf(p[1], sizeof(p[1]), "%s%s", vm->root, vm->drives_in[0]);
+		snprintf(p[2], sizeof(p[2]), "%s%s", vm->root, vm->drives_in[1]);
+		key_file(c, "kernel", p[0]);
+		key_file(c, "system", p[1]);
+		key_file(c, "rootfs", p[2]);
+	} else {
+		key_file(c, "kernel", vm->kernel);
+		key_file(c, "system", vm->system);
+		key_file(c, "rootfs", vm->rootfs);
+	}
+	if (!strcmp(vm->accel, "kvm")) {
+		/* -cpu host: the CPU a copy was saved on, and the host kernel */
+		struct utsname u;
+		cleanup_free char *ci = NULL;
+		size_t cl = 0;
+		if (uname(&u) == 0)
+			EVP_DigestUpdate(c, u.release, strlen(u.release) + 1);
+		if (read_small_file("/proc/cpuinfo", 4 << 20, &ci, &cl) == 0) {
+			char *end = strstr(ci, "\n\n"); /* the first CPU's lines */
+			EVP_DigestUpdate(c, ci, end ? (size_t)(end - ci) : cl);
+		}
+	}
 	const char *cfg = json_object_to_json_string_ext(vm->warm.serving,
 							 JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	EVP_DigestUpdate(c, "config ", 7);
@@ -120,7 +145,10 @@ int warm_key(struct vm *vm, char *const *argv, int argc)
 int warm_prepare(struct vm *vm, const char *config, size_t len)
 {
 	const char *why = NULL;
-	if (vm->nvols)
+	if (!vm->jailed)
+		/* QEMU as the caller's own uid could rewrite what later runs restore */
+		why = "QEMU is not jailed (not root): a saved VM would be writable by it";
+	else if (vm->nvols)
 		why = "it has volumes (QEMU cannot save a VM with a virtiofs device)";
 	else if (arg.net_user || arg.netns || vm->net.on)
 		/* asked for, whatever comes of it: the namespace's interface is
@@ -178,7 +206,7 @@ static int lookup(struct vm *vm)
 	/* what a damaged one is: the directory, dropped by warm_discard */
 	w->dev = kst.st_dev;
 	w->ino = kst.st_ino;
-	cleanup_close int mfd = openat(kd, WARM_META, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	cleanup_close int mfd = openat(kd, WARM_META, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	char text[1024];
 	ssize_t n = mfd >= 0 ? read(mfd, text, sizeof(text) - 1) : -1;
 	if (n <= 0)
@@ -196,7 +224,7 @@ static int lookup(struct vm *vm)
 			return -EBADMSG;
 		w->digest[i] = (unsigned char)x;
 	}
-	int fd = openat(kd, WARM_STATE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(kd, WARM_STATE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_size != w->size ||
 	    w->size < (off_t)WARM_TAIL) {
