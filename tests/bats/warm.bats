@@ -279,3 +279,21 @@ EOF
 	assert_eq "$(keys)" "" "saved VMs"
 	assert_clean
 }
+
+@test "a guest that says READY again after its VM was saved is stopped at once, not saved twice" {
+	# the VMM in the jail is a stand-in: QEMU's monitor and migration as QEMU
+	# answers them, and a guest that sends READY once more after RESUMED
+	mkdir -p "$BATS_TEST_TMPDIR/vmm"
+	cp "$TEST_HELPERS/fakevmm" "$BATS_TEST_TMPDIR/vmm/fakevmm-reready"
+	oci-spec --init -- true >"$BATS_TEST_TMPDIR/c.json"
+	stage_jail reready "$BATS_TEST_TMPDIR/vmm/fakevmm-reready"
+	local t0=$SECONDS
+	run -125 --separate-stderr timeout 100 vm-launch --home "$BOXKIT_HOME" --accel tcg --warm --verbose \
+		--chroot "$BATS_TEST_TMPDIR/j.json" --config "$BATS_TEST_TMPDIR/c.json"
+	chroot-stage destroy --home "$BOXKIT_HOME" --id reready
+	assert_contains "$stderr" "warm start: saved"
+	assert_contains "$stderr" "bad frame from the guest"
+	assert_eq "$(grep -c 'warm start: saved' <<<"$stderr")" 1 "saves"
+	[ $((SECONDS - t0)) -lt 20 ] || { echo "took $((SECONDS - t0)) s" >&2; false; }
+	assert_clean
+}

@@ -15,7 +15,12 @@
  * it starts as QEMU), so it uses only calls on it: ppoll, not poll or pause.
  *   sendfd    a compromised QEMU: connects to each vhost-user socket named
  *             on its command line (path=...) and sends descriptors of its
- *             own root and kernel (both on the host's filesystem) over it */
+ *             own root and kernel (both on the host's filesystem) over it
+ *   reready   a warm build's guest that says READY again once it was saved
+ *             and resumed: answers the monitor (descriptor 6) as QEMU would
+ *             (the greeting, returns, a 128 KiB migration stream into the
+ *             descriptor getfd gave, "completed"), READY after the plan,
+ *             RESUMED after RESUME, then READY once more */
 #include "guest-abi.h"
 
 #include <errno.h>
@@ -78,6 +83,93 @@ static void drain(int fd)
 	}
 }
 
+/* one monitor command (brace-counted: ours hold no braces in strings), and
+ * a descriptor that came with it */
+static int qmp_read(int fd, char *cmd, size_t cap, int *passed)
+{
+	size_t n = 0;
+	int depth = 0;
+	for (;;) {
+		char c, cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { &c, 1 };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)
+		};
+		if (recvmsg(fd, &mh, 0) != 1)
+			return -1;
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		if (cm && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(passed, CMSG_DATA(cm), sizeof(int));
+		if (n + 1 < cap)
+			cmd[n++] = c;
+		depth += c == '{' ? 1 : c == '}' ? -1 : 0;
+		if (c == '}' && depth == 0) {
+			cmd[n] = 0;
+			return 0;
+		}
+	}
+}
+
+static void say(int fd, const char *s)
+{
+	if (write(fd, s, strlen(s)) < 0) {
+	}
+}
+
+/* the next frame of type t from the host (others are dropped) */
+static void await_frame(int fd, struct fbuf *in, char t)
+{
+	for (;;) {
+		struct frame f;
+		while (frame_peek(in, FRAME_MAX, &f) == 1) {
+			char got = f.type;
+			fbuf_consume(in, FRAME_HDR + f.len);
+			if (got == t)
+				return;
+		}
+		wait_fd(fd, POLLIN, -1);
+		ssize_t n = read(fd, in->data + in->len, fbuf_room(in));
+		if (n == 0)
+			_exit(1);
+		if (n > 0)
+			in->len += (size_t)n;
+	}
+}
+
+static void reready(void)
+{
+	struct fbuf in;
+	char cmd[4096];
+	int passed = -1;
+	fbuf_init(&in, FRAME_HDR + FRAME_MAX);
+	hello(3);
+	await_frame(3, &in, FR_PLAN);
+	put(3, FR_READY, "", 0);
+	say(6, "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
+	while (qmp_read(6, cmd, sizeof(cmd), &passed) == 0) {
+		if (strstr(cmd, "query-migrate")) {
+			say(6, "{\"return\": {\"status\": \"completed\"}}\r\n");
+			continue;
+		}
+		say(6, "{\"return\": {}}\r\n");
+		if (strstr(cmd, "\"migrate\"") && passed >= 0) {
+			static char stream[128 << 10];
+			memset(stream, 'm', sizeof(stream));
+			if (write(passed, stream, sizeof(stream)) < 0) {
+			}
+			close(passed);
+			passed = -1;
+		}
+		if (strstr(cmd, "\"cont\""))
+			break;
+	}
+	await_frame(3, &in, FR_RESUME);
+	put(3, FR_RESUMED, "", 0);
+	await_frame(3, &in, FR_EXEC);
+	put(3, FR_READY, "", 0);
+	sleep_forever();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = strrchr(argv[0], '-');
@@ -85,6 +177,8 @@ int main(int argc, char **argv)
 	mode = mode ? mode + 1 : "echo";
 	if (!strcmp(mode, "nohello"))
 		sleep_forever();
+	if (!strcmp(mode, "reready"))
+		reready();
 	if (!strcmp(mode, "sendfd")) {
 		for (int i = 1; i < argc; i++) {
 			const char *p = strstr(argv[i], "path=");
