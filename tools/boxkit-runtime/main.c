@@ -702,6 +702,7 @@ struct client {
 	int netns_fd;	   /* setns into this (-1: none) */
 	bool new_netns;	   /* unshare a network namespace of its own */
 	int go_fd;	   /* read end: 'g' to go on, EOF to exit (-1: go at once) */
+	int ns_fd;	   /* write end: a byte once in its network namespace (-1: none) */
 	int fifo_dir;	   /* wait on <dir>/exec.fifo for start (-1: none) */
 };
 
@@ -718,6 +719,10 @@ static void client_main(const struct client *c)
 	if (c->new_netns && unshare(CLONE_NEWNET) < 0)
 		_exit(EXIT_LAUNCH);
 	if (c->netns_fd >= 0 && setns(c->netns_fd, CLONE_NEWNET) < 0)
+		_exit(EXIT_LAUNCH);
+	/* create pins the namespace and runs the engine's hooks in it: only
+	 * once it is this one */
+	if (c->ns_fd >= 0 && (write(c->ns_fd, "n", 1) != 1 || close(c->ns_fd) < 0))
 		_exit(EXIT_LAUNCH);
 	if (c->slave) {
 		/* the caller's stdio are not the container's: let go of them now (a
@@ -1124,7 +1129,7 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 	snprintf(st.id, sizeof(st.id), "%s", id);
 	snprintf(st.dir, sizeof(st.dir), "%s/%s", g.root, id);
 	pid_t client = -1;
-	int go[2] = { -1, -1 }, master = -1, netns = -1, pfd = -1, fifo_dir = -1, rc = EXIT_SYSTEM;
+	int go[2] = { -1, -1 }, nsr[2] = { -1, -1 }, master = -1, netns = -1, pfd = -1, fifo_dir = -1, rc = EXIT_SYSTEM;
 	char slave[128], name[64] = "", run[64] = "";
 	const char *statedir = st.dir;
 	if (st.dirfd < 0 || flock(st.dirfd, LOCK_EX) < 0) {
@@ -1153,7 +1158,7 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 	}
 	if (p.terminal && open_pty(&master, slave, sizeof(slave), p.process) < 0)
 		goto fail;
-	if (pipe2(go, O_CLOEXEC) < 0) {
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(nsr, O_CLOEXEC) < 0) {
 		log_sys(errno, "pipe");
 		goto fail;
 	}
@@ -1170,6 +1175,7 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 			    .netns_fd = netns,
 			    .new_netns = p.new_netns,
 			    .go_fd = go[0],
+			    .ns_fd = nsr[1],
 			    .fifo_dir = fifo_dir };
 	client = fork();
 	if (client < 0) {
@@ -1178,11 +1184,27 @@ static int cmd_create(const char *id, const char *bundle, const char *pid_file, 
 	}
 	if (client == 0) {
 		close(go[1]);
+		close(nsr[0]);
 		close(st.dirfd); /* the lock stays create's alone */
 		client_main(&c);
 	}
 	close(go[0]);
 	go[0] = -1;
+	close(nsr[1]);
+	nsr[1] = -1;
+	{
+		/* the client is in its network namespace (a byte), or has failed (EOF) */
+		char b;
+		ssize_t n;
+		while ((n = read(nsr[0], &b, 1)) < 0 && errno == EINTR) {
+		}
+		close(nsr[0]);
+		nsr[0] = -1;
+		if (n != 1) {
+			log_error("the container's process could not enter its network namespace");
+			goto fail;
+		}
+	}
 	close(fifo_dir);
 	fifo_dir = -1;
 	unsigned long long start = proc_start_time(client);
@@ -1389,6 +1411,9 @@ fail:
 		close(go[0]);
 	if (go[1] >= 0)
 		close(go[1]);
+	for (int i = 0; i < 2; i++)
+		if (nsr[i] >= 0)
+			close(nsr[i]);
 	/* removed while still locked: nobody else's directory of that name */
 	if (st.dirfd >= 0)
 		remove_state(id, st.dirfd);
@@ -1686,6 +1711,7 @@ static int cmd_exec(const char *id, const char *process, bool detach, const char
 			    .slave = terminal ? slave : NULL,
 			    .netns_fd = -1,
 			    .go_fd = -1,
+			    .ns_fd = -1,
 			    .fifo_dir = -1 };
 	if (!detach) {
 		/* this process becomes the client */
