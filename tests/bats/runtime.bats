@@ -191,6 +191,28 @@ EOF
 	[ ! -e "$RTROOT/c2" ]
 }
 
+@test "race: a container process slow to enter its network namespace: create waits for it, never pins the runtime's own" {
+	local b=$BATS_TEST_TMPDIR/b p=$BATS_TEST_TMPDIR/pause
+	bundle "$b" '.process.terminal = false | .process.args = ["true"]'
+	mkdir -p "$p"
+	# test builds only: the forked process stops before it unshares its namespace
+	BOXKIT_TEST_PAUSE=client-netns BOXKIT_TEST_PAUSE_DIR=$p rt create --bundle "$b" --pid-file "$BATS_TEST_TMPDIR/pid" c3 \
+		</dev/null >/dev/null 2>"$BATS_TEST_TMPDIR/err" &
+	local cp=$!
+	wait_for "$p/client-netns.reached"
+	sleep 1
+	# create is still waiting: it has pinned nothing yet
+	kill -0 "$cp"
+	touch "$p/client-netns.go"
+	local rc=0
+	wait "$cp" || rc=$?
+	assert_eq "$rc" 0 "create's status: $(cat "$BATS_TEST_TMPDIR/err")"
+	rt kill c3 KILL || true
+	for _ in $(seq 50); do rt state c3 | jq -e '.status == "stopped"' >/dev/null && break; sleep 0.1; done
+	rt delete --force c3
+	[ ! -e "$RTROOT/c3" ]
+}
+
 # ---- engines ------------------------------------------------------------------------------
 
 engines_stop() {

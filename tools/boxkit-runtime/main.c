@@ -16,6 +16,7 @@
  * /etc/hosts, /etc/hostname and /etc/resolv.conf go in as files, and any
  * other host path is refused (boxkit-runtime.1.md says which). */
 #include "common.h"
+#include "testhook.h"
 #include "guest-abi.h"
 #include "monitor-abi.h"
 #include "runrec.h"
@@ -716,6 +717,7 @@ static void client_main(const struct client *c)
 	for (int s = 1; s < 32; s++)
 		signal(s, SIG_DFL);
 	setsid();
+	test_pause("client-netns"); /* a fork that is slow to get here */
 	if (c->new_netns && unshare(CLONE_NEWNET) < 0)
 		_exit(EXIT_LAUNCH);
 	if (c->netns_fd >= 0 && setns(c->netns_fd, CLONE_NEWNET) < 0)
