@@ -16,11 +16,11 @@
  * /etc/hosts, /etc/hostname and /etc/resolv.conf go in as files, and any
  * other host path is refused (boxkit-runtime.1.md says which). */
 #include "common.h"
-#include "testhook.h"
 #include "guest-abi.h"
 #include "monitor-abi.h"
 #include "runrec.h"
 #include "spawn.h"
+#include "testhook.h"
 
 #include <ctype.h>
 #include <dirent.h>
