@@ -9,10 +9,7 @@ setup_file() {
 }
 
 teardown() {
-	# never leave a jail's bind mounts for bats to rm -rf through
-	[ -n "${BOXKIT_HOME:-}" ] && [ -d "$BOXKIT_HOME" ] || return 0
-	box gc >/dev/null 2>&1 || true
-	grep -o " $BATS_TEST_TMPDIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	home_teardown
 }
 
 setup() {
@@ -25,11 +22,7 @@ setup() {
 # nothing of a run is left: no QEMU of ours, no mount under the home, no run
 # or chroot directory
 assert_clean() {
-	sleep 0.2
-	assert_eq "$(own_procs)" "" "processes of this home's runs"
-	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo || false
-	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs"
-	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
+	home_clean
 }
 
 @test "box run -- echo hello prints exactly hello" {

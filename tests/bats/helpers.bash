@@ -104,6 +104,24 @@ own_procs() {
 	done
 }
 
+# home_clean: nothing of this home's runs is left: no process, no mount
+# under the home, no run or chroot directory
+home_clean() {
+	sleep 0.2
+	assert_eq "$(own_procs)" "" "processes of this home's runs"
+	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo || false
+	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs"
+	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
+}
+
+# home_teardown: collect a test home's leftovers; never leave a jail's bind
+# mounts for bats to rm -rf through
+home_teardown() {
+	[ -n "${BOXKIT_HOME:-}" ] && [ -d "$BOXKIT_HOME" ] || return 0
+	box gc >/dev/null 2>&1 || true
+	grep -o " $BATS_TEST_TMPDIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+
 # vm_suite_setup: what the suites that boot VMs with volumes need: root, the
 # kernel, the images, the provisioned virtiofsd, a home of the test's own
 # with its volume store (2G, sparse); N is its named volume root

@@ -5,9 +5,7 @@
 load helpers
 
 teardown() {
-	[ -n "${BOXKIT_HOME:-}" ] && [ -d "$BOXKIT_HOME" ] || return 0
-	box gc >/dev/null 2>&1 || true
-	grep -o " $BATS_TEST_TMPDIR[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	home_teardown
 }
 
 setup() {
@@ -23,11 +21,7 @@ keys() { ls -A "$BOXKIT_HOME/warm" 2>/dev/null; }
 workload_err() { grep -v -e '^box: accelerator: ' -e '^vm-launch: \[' <<<"$1" || true; }
 
 assert_clean() {
-	sleep 0.2
-	assert_eq "$(own_procs)" "" "processes of this home's runs"
-	! grep -q " $BOXKIT_HOME" /proc/self/mountinfo || false
-	assert_eq "$(ls -A "$BOXKIT_HOME/run" 2>/dev/null)" "" "run dirs"
-	assert_eq "$(ls -A "$BOXKIT_HOME/jail" 2>/dev/null)" "" "chroots"
+	home_clean
 	# only whole saved VMs: no directory of a save in progress or of one removed
 	local k
 	for k in $(keys); do

@@ -308,6 +308,14 @@ static void act_kill(struct relay *r)
 	vm_kill(r->vm);
 }
 
+/* out of an action: the VM goes now (what fire() does for a row to ST_STOPPING) */
+static void stop_now(struct relay *r)
+{
+	r->state = ST_STOPPING;
+	r->stopped = true;
+	vm_kill(r->vm);
+}
+
 static void act_send_plan(struct relay *r)
 {
 	struct vm *vm = r->vm;
@@ -378,9 +386,7 @@ static void act_ready(struct relay *r)
 			/* READY again, after the save: a guest's, never the init's */
 			log_error("bad frame from the guest (a second READY): stopping the VM");
 			r->bad = true;
-			r->state = ST_STOPPING;
-			r->stopped = true;
-			vm_kill(r->vm);
+			stop_now(r);
 			return;
 		}
 		r->warm_saved = true;
@@ -392,23 +398,13 @@ static void act_ready(struct relay *r)
 			r->save_failed = k != -EINTR && k != -ETIME;
 			if (r->timed_out)
 				log_error("timed out after %g seconds: stopping the VM", arg.timeout);
-			r->state = ST_STOPPING;
-			r->stopped = true;
-			vm_kill(r->vm);
+			stop_now(r);
 			return;
 		}
-		if (r->vm->warm.only_save) {
-			r->saved = true;
-			r->state = ST_STOPPING;
-			r->stopped = true;
-			vm_kill(r->vm);
-			return;
-		}
-		if (k < 0) {
-			r->save_failed = true;
-			r->state = ST_STOPPING;
-			r->stopped = true;
-			vm_kill(r->vm);
+		if (r->vm->warm.only_save || k < 0) {
+			r->saved = k == 0;
+			r->save_failed = k < 0;
+			stop_now(r);
 			return;
 		}
 		send_resume(r);
@@ -474,11 +470,8 @@ static void act_shutdown(struct relay *r)
 /* a second stop while shutting down: a short grace means now */
 static void act_stop_again(struct relay *r)
 {
-	if (stop_grace_ms <= 1) {
-		vm_kill(r->vm);
-		r->state = ST_STOPPING;
-		r->stopped = true;
-	}
+	if (stop_grace_ms <= 1)
+		stop_now(r);
 }
 
 static void act_timeout(struct relay *r)
@@ -514,10 +507,8 @@ static void send_resume(struct relay *r)
 	le32_put(p + 12, r->keep ? RESUME_KEEP : 0);
 	if (random_bytes(p + RESUME_HDR, sizeof(p) - RESUME_HDR) < 0 || put(r, FR_RESUME, 0, p, sizeof(p)) < 0) {
 		log_error("cannot send the resume frame");
-		r->state = ST_STOPPING;
-		r->stopped = true;
 		r->bad = true;
-		vm_kill(r->vm);
+		stop_now(r);
 		return;
 	}
 	explicit_bzero(p, sizeof(p));
@@ -535,28 +526,11 @@ static void act_resumed(struct relay *r)
 	 * its record (QEMU may start a copy whose last bytes never came) */
 	if (vm->warm.mode == WARM_RESTORE && warm_feed_result(vm) != 0) {
 		r->resume_failed = true;
-		r->state = ST_STOPPING;
-		r->stopped = true;
-		vm_kill(vm);
+		stop_now(r);
 		return;
 	}
-	if (r->keep) {
-		/* a sandbox: its first command (box run -d) goes to the console log */
-		cleanup_json struct json_object *first = first_command_spec(r->cfg, false, 24, 80);
-		const char *ft = first ? json_object_to_json_string_ext(first, JSON_C_TO_STRING_PLAIN |
-										       JSON_C_TO_STRING_NOSLASHESCAPE)
-				       : NULL;
-		if (ft && put(r, FR_EXEC, 0, ft, (uint32_t)strlen(ft)) < 0) {
-			log_error("cannot start the first command in the warm copy");
-			r->bad = true;
-			r->state = ST_STOPPING;
-			r->stopped = true;
-			vm_kill(vm);
-			return;
-		}
-		became_ready(r);
-		return;
-	}
+	/* the config's command as stream 0: the run's, on the caller's stdio; a
+	 * sandbox's first one, if it has one (box run -d), into the console log */
 	struct winsize ws = { 24, 80, 0, 0 };
 	if (arg.tty && (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col))
 		ws = (struct winsize){ 24, 80, 0, 0 };
@@ -564,12 +538,16 @@ static void act_resumed(struct relay *r)
 	const char *t =
 		spec ? json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 		     : NULL;
-	if (!t || start_pumps(r) < 0 || put(r, FR_EXEC, 0, t, (uint32_t)strlen(t)) < 0) {
-		log_error("cannot start the command in the warm copy");
+	bool ok = r->keep ? !t || put(r, FR_EXEC, 0, t, (uint32_t)strlen(t)) == 0
+			  : t && start_pumps(r) == 0 && put(r, FR_EXEC, 0, t, (uint32_t)strlen(t)) == 0;
+	if (!ok) {
+		log_error("cannot start the %s in the warm copy", r->keep ? "first command" : "command");
 		r->bad = true;
-		r->state = ST_STOPPING;
-		r->stopped = true;
-		vm_kill(vm);
+		stop_now(r);
+		return;
+	}
+	if (r->keep) {
+		became_ready(r);
 		return;
 	}
 	r->st[0] = (struct hstream){ .used = true, .ep = EP_LOCAL, .out_win = OUTPUT_WINDOW };

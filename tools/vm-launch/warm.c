@@ -424,6 +424,17 @@ static int check_stops(struct stops *s, const struct pollfd *pf)
 	return 0;
 }
 
+/* Wait (in 100 ms steps) until fd is readable (1) or not yet (0); a stop
+ * (check_stops) or a failed poll is < 0. fd -1 is never readable. */
+static int wait_readable(struct stops *s, int fd)
+{
+	struct pollfd pf[3] = { { s->sfd, POLLIN, 0 }, { s->tfd, POLLIN, 0 }, { fd, POLLIN, 0 } };
+	if (poll(pf, 3, 100) < 0 && errno != EINTR)
+		return -errno;
+	int r = check_stops(s, pf);
+	return r < 0 ? r : pf[2].revents != 0;
+}
+
 /* One line from QEMU's monitor (events are skipped by the caller). */
 static int qmp_line(struct qmp *q, struct stops *s, struct json_object **out)
 {
@@ -439,13 +450,10 @@ static int qmp_line(struct qmp *q, struct stops *s, struct json_object **out)
 		}
 		if (q->len == sizeof(q->buf))
 			return -E2BIG;
-		struct pollfd pf[3] = { { s->sfd, POLLIN, 0 }, { s->tfd, POLLIN, 0 }, { q->fd, POLLIN, 0 } };
-		if (poll(pf, 3, 100) < 0 && errno != EINTR)
-			return -errno;
-		int r = check_stops(s, pf);
+		int r = wait_readable(s, q->fd);
 		if (r < 0)
 			return r;
-		if (!pf[2].revents)
+		if (!r)
 			continue;
 		ssize_t n = read(q->fd, q->buf + q->len, sizeof(q->buf) - q->len);
 		if (n == 0)
@@ -495,13 +503,10 @@ static int take_stream(int rfd, int fd, size_t max, struct stops *s, EVP_MD_CTX 
 	bool stall = test_getenv("BOXKIT_TEST_SAVE_STALL") != NULL;
 	*total = 0;
 	for (;;) {
-		struct pollfd pf[3] = { { s->sfd, POLLIN, 0 }, { s->tfd, POLLIN, 0 }, { stall ? -1 : rfd, POLLIN, 0 } };
-		if (poll(pf, 3, 100) < 0 && errno != EINTR)
-			return -errno;
-		int r = check_stops(s, pf);
+		int r = wait_readable(s, stall ? -1 : rfd);
 		if (r < 0)
 			return r;
-		if (!pf[2].revents)
+		if (!r)
 			continue;
 		ssize_t n = read(rfd, buf, sizeof(buf));
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
